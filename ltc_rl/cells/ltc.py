@@ -1,0 +1,222 @@
+"""The Liquid Time-Constant cell (Hasani et al., AAAI 2021), readable reference implementation.
+
+Each neuron ``i`` follows the ODE
+
+    cm_i dv_i/dt = gleak_i (vleak_i - v_i) + sum_j w_ji s(v_j) (erev_ji - v_i)
+                   + sum_k sw_ki s(x_k) (serev_ki - v_i)
+
+with sigmoidal synapses ``s(v) = sigmoid(sigma (v - mu))``. The synaptic conductances
+make the time constant of every neuron depend on its inputs ("liquid").
+One cell step integrates the ODE over the elapsed time ``dt`` with ``ode_unfolds`` sub-steps
+of one of three solvers:
+
+* ``"fused"``: the paper's semi-implicit (fused explicit/implicit Euler) update, which keeps
+  the state inside the range of ``v``, ``vleak`` and the reversal potentials (Theorem 2);
+* ``"euler"``: explicit Euler;
+* ``"rk4"``: classical Runge-Kutta.
+
+Parameter names and shapes are those of ``ncps.torch.LTCCell`` so trained ncps models import
+directly (see :mod:`ltc_rl.ncps_compat`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ltc_rl.cells.base import RecurrentCell, as_timespan
+from ltc_rl.wirings import FullyConnected, Wiring
+
+__all__ = ["LTCCell", "SOLVERS"]
+
+SOLVERS = ("fused", "euler", "rk4")
+_MAPPINGS = ("affine", "linear", None)
+_INIT_RANGES = {
+    "gleak": (0.001, 1.0),
+    "vleak": (-0.2, 0.2),
+    "cm": (0.4, 0.6),
+    "w": (0.001, 1.0),
+    "sigma": (3.0, 8.0),
+    "mu": (0.3, 0.8),
+    "sensory_w": (0.001, 1.0),
+    "sensory_sigma": (3.0, 8.0),
+    "sensory_mu": (0.3, 0.8),
+}
+
+
+def make_wiring(units_or_wiring: int | Wiring, input_size: int) -> Wiring:
+    """An int means a fully connected wiring of that many units; wirings are built for ``input_size``."""
+    wiring = units_or_wiring if isinstance(units_or_wiring, Wiring) else FullyConnected(units_or_wiring)
+    return wiring.build(input_size)
+
+
+class LTCCell(RecurrentCell):
+    """One step of an LTC network over a wiring.
+
+    Args:
+        input_size: number of input features (sensory neurons).
+        units_or_wiring: number of fully connected neurons, or a :class:`~ltc_rl.wirings.Wiring`.
+        solver: ``"fused"`` (paper, default), ``"euler"`` or ``"rk4"``.
+        ode_unfolds: solver sub-steps per cell step.
+        input_mapping / output_mapping: ``"affine"``, ``"linear"`` or None (per-feature scale and shift).
+        epsilon: keeps the fused solver's denominator away from zero.
+        implicit_param_constraints: keep ``w``, ``sensory_w``, ``cm`` and ``gleak`` positive through
+            softplus (True) or by clipping after each optimiser step with
+            :meth:`apply_weight_constraints` (False), as in ncps.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        units_or_wiring: int | Wiring,
+        solver: str = "fused",
+        ode_unfolds: int = 6,
+        input_mapping: str | None = "affine",
+        output_mapping: str | None = "affine",
+        epsilon: float = 1e-8,
+        implicit_param_constraints: bool = False,
+    ) -> None:
+        super().__init__()
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}.")
+        if input_mapping not in _MAPPINGS or output_mapping not in _MAPPINGS:
+            raise ValueError(f"input_mapping and output_mapping must be one of {_MAPPINGS}.")
+        if int(ode_unfolds) < 1:
+            raise ValueError(f"ode_unfolds must be >= 1, got {ode_unfolds}.")
+        self.wiring = make_wiring(units_or_wiring, input_size)
+        self.input_size = int(input_size)
+        self.state_size = self.wiring.units
+        self.output_size = self.wiring.output_size
+        self.solver = solver
+        self.ode_unfolds = int(ode_unfolds)
+        self.input_mapping = input_mapping
+        self.output_mapping = output_mapping
+        self.epsilon = float(epsilon)
+        self.implicit_param_constraints = bool(implicit_param_constraints)
+        self._allocate_parameters()
+
+    # ------------------------------------------------------------------ parameters
+    def _uniform(self, name: str, *shape: int) -> nn.Parameter:
+        low, high = _INIT_RANGES[name]
+        return nn.Parameter(torch.rand(*shape) * (high - low) + low)
+
+    def _allocate_parameters(self) -> None:
+        units, inputs = self.state_size, self.input_size
+        adjacency = torch.as_tensor(self.wiring.adjacency, dtype=torch.float32)
+        sensory = torch.as_tensor(self.wiring.sensory_adjacency, dtype=torch.float32)
+        self.gleak = self._uniform("gleak", units)
+        self.vleak = self._uniform("vleak", units)
+        self.cm = self._uniform("cm", units)
+        self.sigma = self._uniform("sigma", units, units)
+        self.mu = self._uniform("mu", units, units)
+        self.w = self._uniform("w", units, units)
+        self.erev = nn.Parameter(adjacency.clone())
+        self.sensory_sigma = self._uniform("sensory_sigma", inputs, units)
+        self.sensory_mu = self._uniform("sensory_mu", inputs, units)
+        self.sensory_w = self._uniform("sensory_w", inputs, units)
+        self.sensory_erev = nn.Parameter(sensory.clone())
+        self.register_buffer("sparsity_mask", adjacency.abs())
+        self.register_buffer("sensory_sparsity_mask", sensory.abs())
+        if self.input_mapping in ("affine", "linear"):
+            self.input_w = nn.Parameter(torch.ones(inputs))
+        if self.input_mapping == "affine":
+            self.input_b = nn.Parameter(torch.zeros(inputs))
+        if self.output_mapping in ("affine", "linear"):
+            self.output_w = nn.Parameter(torch.ones(self.output_size))
+        if self.output_mapping == "affine":
+            self.output_b = nn.Parameter(torch.zeros(self.output_size))
+
+    def positive(self, param: Tensor) -> Tensor:
+        """The value used for a positivity-constrained parameter (softplus in implicit mode)."""
+        return nn.functional.softplus(param) if self.implicit_param_constraints else param
+
+    def apply_weight_constraints(self) -> None:
+        """Clip ``w``, ``sensory_w``, ``cm`` and ``gleak`` at zero (explicit-constraint mode only)."""
+        if not self.implicit_param_constraints:
+            with torch.no_grad():
+                for param in (self.w, self.sensory_w, self.cm, self.gleak):
+                    param.clamp_(min=0.0)
+
+    @property
+    def synapse_count(self) -> int:
+        return self.wiring.synapse_count
+
+    @property
+    def sensory_synapse_count(self) -> int:
+        return self.wiring.sensory_synapse_count
+
+    # ------------------------------------------------------------------ dynamics
+    def map_inputs(self, x: Tensor) -> Tensor:
+        if self.input_mapping in ("affine", "linear"):
+            x = x * self.input_w
+        if self.input_mapping == "affine":
+            x = x + self.input_b
+        return x
+
+    def map_outputs(self, state: Tensor) -> Tensor:
+        y = state[:, : self.output_size]
+        if self.output_mapping in ("affine", "linear"):
+            y = y * self.output_w
+        if self.output_mapping == "affine":
+            y = y + self.output_b
+        return y
+
+    @staticmethod
+    def _synapses(pre: Tensor, weight: Tensor, mu: Tensor, sigma: Tensor, erev: Tensor,
+                  mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Summed ``w s(pre) erev`` and ``w s(pre)`` per post-synaptic neuron."""
+        activation = weight * torch.sigmoid((pre.unsqueeze(-1) - mu) * sigma) * mask
+        return (activation * erev).sum(dim=1), activation.sum(dim=1)
+
+    def sensory_drive(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Input synapses' contribution (constant over the unfolds of one step)."""
+        return self._synapses(self.map_inputs(x), self.positive(self.sensory_w), self.sensory_mu,
+                              self.sensory_sigma, self.sensory_erev, self.sensory_sparsity_mask)
+
+    def derivative(self, v: Tensor, drive: tuple[Tensor, Tensor]) -> Tensor:
+        """dv/dt of the LTC ODE for state ``v`` under the given sensory drive."""
+        numerator, conductance = self._synapses(v, self.positive(self.w), self.mu, self.sigma, self.erev,
+                                                self.sparsity_mask)
+        gleak = self.positive(self.gleak)
+        current = gleak * (self.vleak - v) + numerator + drive[0] - (conductance + drive[1]) * v
+        return current / self.positive(self.cm)
+
+    def _fused_step(self, v: Tensor, drive: tuple[Tensor, Tensor], cm_t: Tensor) -> Tensor:
+        numerator, conductance = self._synapses(v, self.positive(self.w), self.mu, self.sigma, self.erev,
+                                                self.sparsity_mask)
+        gleak = self.positive(self.gleak)
+        top = cm_t * v + gleak * self.vleak + numerator + drive[0]
+        bottom = cm_t + gleak + conductance + drive[1]
+        return top / (bottom + self.epsilon)
+
+    def forward(self, x: Tensor, state: Tensor, dt: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
+        h = as_timespan(dt, x.shape[0], x) / self.ode_unfolds
+        drive = self.sensory_drive(x)
+        v = state
+        if self.solver == "fused":
+            cm_t = self.positive(self.cm) / h
+            for _ in range(self.ode_unfolds):
+                v = self._fused_step(v, drive, cm_t)
+        elif self.solver == "euler":
+            for _ in range(self.ode_unfolds):
+                v = v + h * self.derivative(v, drive)
+        else:
+            for _ in range(self.ode_unfolds):
+                k1 = self.derivative(v, drive)
+                k2 = self.derivative(v + 0.5 * h * k1, drive)
+                k3 = self.derivative(v + 0.5 * h * k2, drive)
+                k4 = self.derivative(v + h * k3, drive)
+                v = v + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        return self.map_outputs(v), v
+
+    def time_constants(self, x: Tensor, state: Tensor) -> Tensor:
+        """The liquid system time constant ``cm / (gleak + total synaptic conductance)`` per neuron."""
+        drive = self.sensory_drive(x)
+        _, conductance = self._synapses(state, self.positive(self.w), self.mu, self.sigma, self.erev,
+                                        self.sparsity_mask)
+        return self.positive(self.cm) / (self.positive(self.gleak) + conductance + drive[1])
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, wiring={self.wiring!r}, solver={self.solver!r}, "
+                f"ode_unfolds={self.ode_unfolds}, implicit_param_constraints={self.implicit_param_constraints}")
+
