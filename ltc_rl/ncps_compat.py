@@ -57,9 +57,9 @@ def load_ncps_state_dict(state_dict: Mapping[str, Tensor], output_size: int | No
     model = LTC(int(sensory_mask.shape[0]), wiring, input_mapping=input_mapping, output_mapping=output_mapping,
                 ode_unfolds=ode_unfolds, epsilon=epsilon, implicit_param_constraints=implicit_param_constraints,
                 **ltc_kwargs)
-    dtype = entries["w"].dtype
-    model.rnn_cell.load_state_dict({k: v.to(dtype) for k, v in entries.items()}, strict=True)
-    return model.to(dtype)
+    model = model.to(entries["w"].dtype)  # before loading, so that no value is rounded on the way
+    model.rnn_cell.load_state_dict(entries, strict=True)
+    return model
 
 
 def from_ncps(ncps_model, **ltc_kwargs) -> LTC:

@@ -1,0 +1,16 @@
+"""Shared test fixtures and helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHEETAH_DATA = REPO_ROOT.parent / "shared" / "data" / "cheetah"
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none is present")
+requires_cheetah_data = pytest.mark.skipif(
+    not CHEETAH_DATA.is_dir(), reason=f"the paper's Half-Cheetah traces are not at {CHEETAH_DATA}"
+)
