@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Fast-LTC kernels run eagerly in tests: torch.compile time would dominate the suite. Set
+# LTC_RL_COMPILE=1 to test the compiled kernels (tests/test_fast_ltc.py does in its slow tests).
+os.environ.setdefault("LTC_RL_COMPILE", "0")
 
 import pytest
 import torch

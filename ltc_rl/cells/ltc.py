@@ -17,6 +17,11 @@ of one of three solvers:
 
 Parameter names and shapes are those of ``ncps.torch.LTCCell`` so trained ncps models import
 directly (see :mod:`ltc_rl.ncps_compat`).
+
+This file is the readable reference. By default (``fast=True``) :meth:`LTCCell.forward` and
+:meth:`LTCCell.forward_sequence` run the same dynamics through :mod:`ltc_rl.kernels.ltc_fast`
+(no stored synapse tensors, sparse wirings compressed, compiled steps); ``fast=False``
+selects the code below, which the tests compare the fast path against.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ltc_rl.cells.base import RecurrentCell, as_timespan
+from ltc_rl.kernels import ltc_fast
 from ltc_rl.wirings import FullyConnected, Wiring
 
 __all__ = ["LTCCell", "SOLVERS"]
@@ -63,7 +69,12 @@ class LTCCell(RecurrentCell):
         implicit_param_constraints: keep ``w``, ``sensory_w``, ``cm`` and ``gleak`` positive through
             softplus (True) or by clipping after each optimiser step with
             :meth:`apply_weight_constraints` (False), as in ncps.
+        fast: run :mod:`ltc_rl.kernels.ltc_fast` (default); False runs this readable reference
+            (also needed for double backward and ``torch.func`` transforms).
     """
+
+    #: Run the fast path (class default, so cells pickled before the option existed use it too).
+    fast: bool = True
 
     def __init__(
         self,
@@ -75,6 +86,7 @@ class LTCCell(RecurrentCell):
         output_mapping: str | None = "affine",
         epsilon: float = 1e-8,
         implicit_param_constraints: bool = False,
+        fast: bool = True,
     ) -> None:
         super().__init__()
         if solver not in SOLVERS:
@@ -93,6 +105,7 @@ class LTCCell(RecurrentCell):
         self.output_mapping = output_mapping
         self.epsilon = float(epsilon)
         self.implicit_param_constraints = bool(implicit_param_constraints)
+        self.fast = bool(fast)
         self._allocate_parameters()
 
     # ------------------------------------------------------------------ parameters
@@ -190,6 +203,8 @@ class LTCCell(RecurrentCell):
         return top / (bottom + self.epsilon)
 
     def forward(self, x: Tensor, state: Tensor, dt: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
+        if self.fast:
+            return ltc_fast.cell_step(self, x, state, dt)
         h = as_timespan(dt, x.shape[0], x) / self.ode_unfolds
         drive = self.sensory_drive(x)
         v = state
@@ -209,6 +224,12 @@ class LTCCell(RecurrentCell):
                 v = v + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
         return self.map_outputs(v), v
 
+    def forward_sequence(self, x: Tensor, state: Tensor | None = None, dt: Tensor | None = None,
+                         resets: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.fast:
+            return ltc_fast.cell_sequence(self, x, state, dt, resets)
+        return super().forward_sequence(x, state, dt, resets)
+
     def time_constants(self, x: Tensor, state: Tensor) -> Tensor:
         """The liquid system time constant ``cm / (gleak + total synaptic conductance)`` per neuron."""
         drive = self.sensory_drive(x)
@@ -218,5 +239,6 @@ class LTCCell(RecurrentCell):
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, wiring={self.wiring!r}, solver={self.solver!r}, "
-                f"ode_unfolds={self.ode_unfolds}, implicit_param_constraints={self.implicit_param_constraints}")
+                f"ode_unfolds={self.ode_unfolds}, implicit_param_constraints={self.implicit_param_constraints}, "
+                f"fast={self.fast}")
 

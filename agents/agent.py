@@ -1,0 +1,165 @@
+"""A trained policy for your own control loop: it keeps the recurrent state, you feed observations.
+
+    agent = LTCAgent.load("runs/HalfCheetah-v4_ltc_seed0")
+    obs, info = env.reset()
+    agent.reset()
+    while True:
+        action = agent.act(obs, dt=info.get("elapsed_time"))     # dt optional: None = one nominal step
+        obs, reward, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            obs, info = env.reset()
+            agent.reset()
+
+Vectorised environments pass a batch ``(n_envs, *obs_shape)`` and reset finished rows with
+``agent.reset(dones)``. :meth:`LTCAgent.predict` is the stateless form with stable-baselines3's
+``predict`` signature (so ``evaluate_policy`` and :func:`ltc_rl.rl.evaluation.evaluate` accept an agent).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import Tensor
+
+from agents.network import PolicyNetwork, network_from_policy
+from agents.run_folder import RunFiles, load_run
+from ltc_rl.cells import RecurrentCell
+from ltc_rl.wirings import Wiring
+
+__all__ = ["LTCAgent"]
+
+
+class LTCAgent:
+    """A trained (recurrent) policy that holds its own state; needs no stable-baselines3 algorithm object.
+
+    Attributes:
+        network: the acting :class:`~agents.network.PolicyNetwork` (a plain ``torch.nn.Module``).
+        observation_space / action_space: the spaces the policy was trained on.
+        config: the run's ``config.yaml`` (empty when loaded from a bare model zip).
+        state: the current recurrent state ``(batch, state_size)``, None before the first step.
+    """
+
+    def __init__(self, network: PolicyNetwork, observation_space: spaces.Box, action_space: spaces.Space,
+                 config: dict[str, Any] | None = None, files: RunFiles | None = None) -> None:
+        self.network = network.eval()
+        self.observation_space, self.action_space = observation_space, action_space
+        self.config = dict(config or {})
+        self.files = files
+        self.state: Tensor | None = None
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "LTCAgent":
+        """Load a run folder written by ``scripts/train.py`` (or its ``best/`` folder, or a model ``.zip``).
+
+        The observation normalisation saved with the model (``vecnormalize.pkl``) is applied by the
+        agent; a missing or corrupt file raises :class:`~agents.run_folder.RunFolderError`.
+        """
+        run = load_run(path, device)
+        network = network_from_policy(run.policy, run.stats)  # type: ignore[arg-type]
+        return cls(network.to(device), run.policy.observation_space, run.policy.action_space,  # type: ignore[arg-type]
+                   run.config, run.files)
+
+    # ------------------------------------------------------------------ the network
+    @property
+    def cell(self) -> RecurrentCell | None:
+        """The trained recurrent cell (``LTCCell`` for LTC / NCP policies), None for feed-forward policies."""
+        return self.network.cell
+
+    @property
+    def wiring(self) -> Wiring | None:
+        """The LTC cell's wiring (fully connected, random or NCP), None for other cells."""
+        return getattr(self.cell, "wiring", None)
+
+    @property
+    def state_size(self) -> int:
+        return self.network.state_size
+
+    @property
+    def time_unit(self) -> float | None:
+        """The nominal control period the policy was trained with (a ``dt`` of 1.0 in cell time).
+
+        None for models saved without one: they count every step as one nominal step and ignore ``dt``.
+        """
+        return self.network.time_unit
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    @property
+    def env_id(self) -> str | None:
+        return self.config.get("env_id")
+
+    @property
+    def env_options(self) -> dict[str, Any]:
+        """The env options the run was trained with (``envs.make`` keyword arguments)."""
+        return dict(self.config.get("env_options") or {})
+
+    # ------------------------------------------------------------------ acting
+    def reset(self, mask: np.ndarray | None = None) -> None:
+        """Start new episodes: all of them (``mask`` None), or the rows of the batch where ``mask`` is True."""
+        if mask is None or self.state is None:
+            self.state = None
+            return
+        mask_t = torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device).reshape(-1)
+        if mask_t.shape[0] != self.state.shape[0]:
+            raise ValueError(f"reset mask has {mask_t.shape[0]} entries for a batch of {self.state.shape[0]}.")
+        if self.cell is not None:
+            self.state = self.cell.reset_state(self.state, mask_t)
+
+    def act(self, obs: np.ndarray, dt: float | np.ndarray | None = None, deterministic: bool = True) -> np.ndarray:
+        """The action for ``obs`` (one observation or a batch), advancing the agent's state.
+
+        ``dt``: elapsed time since the previous observation in the environment's unit (its
+        ``info["elapsed_time"]``), a float or one per batch row; None for one nominal step.
+        """
+        action, self.state = self._step(obs, self.state, None, dt, deterministic)
+        return action
+
+    def predict(self, observation: np.ndarray, state: np.ndarray | Tensor | None = None,
+                episode_start: np.ndarray | None = None, deterministic: bool = False,
+                dt: float | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Stateless step with the signature of ``RecurrentPPO.predict``: ``(action, new_state)``."""
+        action, new_state = self._step(observation, state, episode_start, dt, deterministic)
+        return action, new_state.cpu().numpy()
+
+    def _step(self, observation: np.ndarray, state: np.ndarray | Tensor | None, episode_start: np.ndarray | None,
+              dt: float | np.ndarray | None, deterministic: bool) -> tuple[np.ndarray, Tensor]:
+        obs = np.asarray(observation, dtype=np.float32)
+        shape = self.network.observation_shape
+        single = obs.shape == shape
+        if not single and obs.shape[1:] != shape:
+            raise ValueError(f"observation has shape {obs.shape}; the policy takes {shape} or a batch "
+                             f"(n, {', '.join(map(str, shape))}).")
+        obs_t = torch.as_tensor(obs, device=self.device).reshape(-1, *shape)
+        batch = obs_t.shape[0]
+        if state is None:
+            state_t = self.network.initial_state(batch)
+        else:
+            state_t = torch.as_tensor(state, dtype=torch.float32, device=self.device)
+            if state_t.shape != (batch, self.state_size):
+                raise ValueError(f"state has shape {tuple(state_t.shape)} but {batch} observation(s) need "
+                                 f"({batch}, {self.state_size}); call agent.reset() when the batch size changes.")
+        if episode_start is not None and self.cell is not None:
+            state_t = self.cell.reset_state(state_t, torch.as_tensor(np.asarray(episode_start, dtype=bool),
+                                                                     device=self.device).reshape(batch))
+        nominal = 1.0 if self.time_unit is None else self.time_unit
+        dt_t = torch.as_tensor(nominal if dt is None else np.asarray(dt, dtype=np.float32),
+                               dtype=torch.float32, device=self.device)
+        dt_t = dt_t.expand(batch) if dt_t.dim() == 0 else dt_t.reshape(batch)
+        with torch.no_grad():
+            step = self.network if deterministic else self.network.sample
+            action_t, state_t = step(obs_t, state_t, dt_t)
+        action = action_t.cpu().numpy()
+        if isinstance(self.action_space, spaces.Box):
+            action = action.astype(self.action_space.dtype, copy=False)
+        return (action[0] if single else action), state_t
+
+    def __repr__(self) -> str:
+        source = self.files.model if self.files is not None else "memory"
+        return (f"LTCAgent({source}, cell={type(self.cell).__name__ if self.cell is not None else None}, "
+                f"state_size={self.state_size}, time_unit={self.time_unit})")

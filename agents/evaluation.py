@@ -1,0 +1,362 @@
+"""Evaluating a trained agent: returns under observation noise, neuron activity over an episode, video.
+
+Everything here runs an :class:`~agents.agent.LTCAgent` (saved normalisation applied, recurrent state
+and elapsed time carried) in environments from :func:`envs.make` built with the options the run was
+trained with (``config.yaml``), optionally on another task id or another observation-noise level.
+``scripts/evaluate.py`` is the command-line front end.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
+
+import envs
+from agents.agent import LTCAgent
+from ltc_rl.errors import ConfigError, LtcRlError, SpaceMismatchError
+from ltc_rl.rl.callbacks import atomic_write
+from ltc_rl.rl.elapsed_time import ELAPSED_TIME_KEY
+from ltc_rl.rl.evaluation import evaluate
+
+__all__ = ["EnvMismatchError", "VideoUnavailableError", "EvaluationResult", "EpisodeTrace", "env_options_for",
+           "check_env", "evaluate_agent", "robustness", "format_table", "write_json", "record_episode",
+           "plot_neuron_activity", "opengl_backend", "record_video"]
+
+
+class EnvMismatchError(SpaceMismatchError):
+    """The environment's observations or actions differ from those the policy was trained on."""
+
+
+class VideoUnavailableError(LtcRlError, RuntimeError):
+    """No video could be rendered or written here (no OpenGL, no renderer, no mp4 encoder); exit code 1."""
+
+    exit_code = 1
+
+
+@dataclass
+class EvaluationResult:
+    """Returns and lengths of the episodes of one evaluation setting."""
+
+    env_id: str
+    obs_noise: float
+    deterministic: bool
+    returns: list[float]
+    lengths: list[int]
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std_return(self) -> float:
+        return float(np.std(self.returns))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "mean_return": self.mean_return, "std_return": self.std_return,
+                "mean_length": float(np.mean(self.lengths)), "std_length": float(np.std(self.lengths))}
+
+
+def env_options_for(agent: LTCAgent, obs_noise: float | None = None) -> dict[str, Any]:
+    """The run's env options (``envs.make`` keywords), with ``obs_noise`` replaced when given."""
+    options = agent.env_options
+    if obs_noise is not None:
+        options["obs_noise"] = float(obs_noise)
+    if options.get("irregular") is not None:
+        options["irregular"] = tuple(options["irregular"])
+    return options
+
+
+def _describe(agent: LTCAgent) -> str:
+    if agent.env_id is None:
+        return "its training environment"
+    options = {k: v for k, v in agent.env_options.items() if v not in (None, False, 0, 0.0)}
+    return agent.env_id + (f" with {options}" if options else "")
+
+
+def check_env(agent: LTCAgent, env_id: str, observation_space: gym.Space, action_space: gym.Space) -> None:
+    """Raises :class:`EnvMismatchError` when ``env_id``'s spaces do not fit the policy (noise-free bounds aside)."""
+    trained = agent.observation_space
+    if getattr(observation_space, "shape", None) != trained.shape:
+        raise EnvMismatchError(
+            f"the model was trained on observations of shape {trained.shape} ({_describe(agent)}), but {env_id} "
+            f"gives observations of shape {getattr(observation_space, 'shape', observation_space)}; evaluate it on "
+            f"an environment with the same observation space (e.g. --env {agent.env_id}).")
+    if type(action_space) is not type(agent.action_space) or getattr(action_space, "shape", None) != \
+            agent.action_space.shape or getattr(action_space, "n", None) != getattr(agent.action_space, "n", None):
+        raise EnvMismatchError(f"the model acts in {agent.action_space} ({_describe(agent)}), but {env_id} "
+                               f"expects actions in {action_space}.")
+
+
+def _resolve_env_id(agent: LTCAgent, env_id: str | None) -> str:
+    env_id = env_id or agent.env_id
+    if env_id is None:
+        raise ConfigError("the model comes without a config.yaml naming its environment; pass the env id (--env).")
+    envs.check_env_id(env_id)
+    return env_id
+
+
+def _make_vec(agent: LTCAgent, env_id: str | None, obs_noise: float | None, n_envs: int, seed: int) -> VecEnv:
+    env_id = _resolve_env_id(agent, env_id)
+    venv = envs.make_vec(env_id, n_envs=n_envs, seed=seed, **env_options_for(agent, obs_noise))
+    try:
+        check_env(agent, env_id, venv.observation_space, venv.action_space)
+    except EnvMismatchError:
+        venv.close()
+        raise
+    return venv
+
+
+def _make_single(agent: LTCAgent, env_id: str | None, obs_noise: float | None, seed: int,
+                 render_mode: str | None = None) -> gym.Env:
+    env_id = _resolve_env_id(agent, env_id)
+    env = envs.make(env_id, seed=seed, render_mode=render_mode, **env_options_for(agent, obs_noise))
+    check_env(agent, env_id, env.observation_space, env.action_space)
+    return env
+
+
+def evaluate_agent(agent: LTCAgent, episodes: int = 10, env_id: str | None = None, obs_noise: float | None = None,
+                   deterministic: bool = True, seed: int = 0, n_envs: int | None = None) -> EvaluationResult:
+    """Returns and lengths of ``episodes`` episodes (``n_envs`` copies in parallel, default up to 4).
+
+    ``env_id`` / ``obs_noise`` default to the run's; the other env options are the run's.
+    """
+    if episodes < 1:
+        raise ConfigError(f"episodes must be >= 1, got {episodes}.")
+    env_id = _resolve_env_id(agent, env_id)
+    venv = _make_vec(agent, env_id, obs_noise, n_envs or min(episodes, 4), seed)
+    try:
+        returns, lengths = evaluate(agent, venv, episodes, deterministic=deterministic)  # type: ignore[arg-type]
+    finally:
+        venv.close()
+    noise = env_options_for(agent, obs_noise).get("obs_noise", 0.0)
+    return EvaluationResult(env_id, float(noise), deterministic, returns, lengths)
+
+
+def robustness(agent: LTCAgent, noise_levels: list[float], episodes: int = 10, env_id: str | None = None,
+               deterministic: bool = True, seed: int = 0) -> list[EvaluationResult]:
+    """One evaluation per observation-noise level, all on the same seeds (common random numbers)."""
+    return [evaluate_agent(agent, episodes, env_id, level, deterministic, seed) for level in noise_levels]
+
+
+def format_table(results: list[EvaluationResult]) -> str:
+    """A markdown table: mean +- std return and length per setting, and the return relative to the first row."""
+    lines = ["| env | obs noise | episodes | return (mean +- std) | length (mean +- std) | return vs. first row |",
+             "|---|---|---|---|---|---|"]
+    base = results[0].mean_return if results else 0.0
+    for result in results:
+        relative = f"{100 * result.mean_return / base:.0f} %" if base > 0 else "-"
+        lines.append(f"| {result.env_id} | {result.obs_noise:g} | {len(result.returns)} | "
+                     f"{result.mean_return:.1f} +- {result.std_return:.1f} | "
+                     f"{np.mean(result.lengths):.1f} +- {np.std(result.lengths):.1f} | {relative} |")
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, agent: LTCAgent, results: list[EvaluationResult], **extra: Any) -> Path:
+    """The results (and where they came from) as JSON, written atomically."""
+    document = {"model": str(agent.files.model) if agent.files else None, "trained_env_id": agent.env_id,
+                "trained_env_options": agent.env_options, "time_unit": agent.time_unit, **extra,
+                "results": [r.to_dict() for r in results]}
+    text = json.dumps(document, indent=2)
+    return atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+# ---------------------------------------------------------------------------------------------- neurons
+@dataclass
+class EpisodeTrace:
+    """One episode step by step: the agent's state after each step, actions, rewards and elapsed times."""
+
+    env_id: str
+    states: np.ndarray  # (T, state_size)
+    actions: np.ndarray  # (T, ...)
+    rewards: np.ndarray  # (T,)
+    dts: np.ndarray  # (T,) elapsed time of each observation, in the environment's unit
+
+    @property
+    def episode_return(self) -> float:
+        return float(self.rewards.sum())
+
+
+def record_episode(agent: LTCAgent, env_id: str | None = None, obs_noise: float | None = None, seed: int = 0,
+                   deterministic: bool = True, max_steps: int | None = None) -> EpisodeTrace:
+    """Run one episode and record the agent's recurrent state (the neuron potentials, for LTC) at every step."""
+    if agent.state_size == 0:
+        raise ConfigError("a feed-forward policy has no recurrent state (no neurons) to trace.")
+    env = _make_single(agent, env_id, obs_noise, seed)
+    states, actions, rewards, dts = [], [], [], []
+    try:
+        obs, info = env.reset(seed=seed)
+        agent.reset()
+        while max_steps is None or len(rewards) < max_steps:
+            dt = info.get(ELAPSED_TIME_KEY)
+            action = agent.act(obs, dt=dt, deterministic=deterministic)
+            assert agent.state is not None
+            states.append(agent.state[0].cpu().numpy().copy())
+            actions.append(np.asarray(action))
+            dts.append((agent.time_unit or 1.0) if dt is None else float(dt))
+            obs, reward, terminated, truncated, info = env.step(action)
+            rewards.append(float(reward))
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    return EpisodeTrace(env.spec.id if env.spec else str(env_id), np.stack(states), np.stack(actions),
+                        np.asarray(rewards), np.asarray(dts))
+
+
+def _neuron_order(agent: LTCAgent, state_size: int) -> tuple[list[int], list[tuple[str, int, int]]]:
+    """Neuron indices grouped by the wiring's layers (sensory side first), and the (name, start, end) bands."""
+    wiring = agent.wiring
+    if wiring is None:
+        return list(range(state_size)), []
+    order, bands = [], []
+    for name, ids in wiring.layers():
+        if ids:
+            bands.append((name, len(order), len(order) + len(ids)))
+            order.extend(ids)
+    return order, bands
+
+
+def plot_neuron_activity(agent: LTCAgent, trace: EpisodeTrace, path: str | Path, title: str = "",
+                         wiring_path: str | Path | None = None) -> list[Path]:
+    """PNG of the neuron states over the episode (heatmap by wiring layer, motor traces, actions).
+
+    With an LTC wiring, also draws the wiring diagram to ``wiring_path`` (default ``<path stem>_wiring.png``).
+    Returns the files written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    states = trace.states
+    steps = np.arange(len(states))
+    order, bands = _neuron_order(agent, states.shape[1])
+    motor = next(((start, end) for name, start, end in bands if name == "motor"), None)
+    fig, axes = plt.subplots(3, 1, figsize=(10, 9), sharex=True, gridspec_kw={"height_ratios": [3, 1.5, 1.5]})
+    image = axes[0].imshow(states[:, order].T, aspect="auto", interpolation="nearest", cmap="coolwarm",
+                           extent=(-0.5, len(states) - 0.5, len(order) - 0.5, -0.5))
+    fig.colorbar(image, ax=axes[0], label="state (potential)")
+    for name, start, end in bands:
+        axes[0].axhline(start - 0.5, color="k", lw=0.6)
+        axes[0].annotate(name, (0.005, (start + end - 1) / 2), xycoords=("axes fraction", "data"), va="center",
+                         fontsize=8, bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8, "lw": 0})
+    axes[0].set_ylabel("neuron (by layer)" if bands else "state entry")
+    shown = [order[i] for i in range(*motor)] if motor else order[: min(8, len(order))]
+    for index in shown:
+        axes[1].plot(steps, states[:, index], lw=0.9, label=f"n{index}")
+    axes[1].set_ylabel("motor neurons" if motor else "first state entries")
+    if len(shown) <= 8:
+        axes[1].legend(fontsize=7, ncol=4, loc="upper right")
+    actions = trace.actions.reshape(len(steps), -1)
+    for column in range(actions.shape[1]):
+        axes[2].plot(steps, actions[:, column], lw=0.9)
+    axes[2].set_ylabel("actions")
+    axes[2].set_xlabel("control step")
+    cell = type(agent.cell).__name__ if agent.cell is not None else "policy"
+    fig.suptitle(title or f"{cell} activity on {trace.env_id} (return {trace.episode_return:.1f}, "
+                          f"{len(steps)} steps)")
+    for ax in axes:
+        ax.grid(alpha=0.2)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    written = [atomic_write(path, lambda handle: handle.write(buffer.getvalue()))]
+    if agent.wiring is not None:
+        wiring_path = Path(wiring_path) if wiring_path else path.with_name(f"{path.stem}_wiring{path.suffix}")
+        written.append(agent.wiring.draw(wiring_path, title=f"wiring: {agent.wiring!r}"))
+    return written
+
+
+# ---------------------------------------------------------------------------------------------- video
+_GL_BACKENDS = ("egl", "osmesa")
+_GL_PROBE = ("import os, mujoco\n"
+             "os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])\n"
+             "from gymnasium.envs.mujoco.mujoco_rendering import _ALL_RENDERERS\n"
+             "context = _ALL_RENDERERS[os.environ['MUJOCO_GL']](64, 64)\n"
+             "context.make_current()\n")
+
+
+def opengl_backend() -> str:
+    """The MuJoCo OpenGL backend to render with: ``$MUJOCO_GL`` if set, else the first of EGL, OSMesa that works.
+
+    Each candidate is tried in a subprocess (a failed OpenGL start cannot be undone in-process).
+    Raises :class:`VideoUnavailableError` saying what was tried and what to install.
+    """
+    chosen = os.environ.get("MUJOCO_GL")
+    candidates = (chosen,) if chosen else _GL_BACKENDS
+    failures = []
+    for backend in candidates:
+        environment = {**os.environ, "MUJOCO_GL": backend}
+        probe = subprocess.run([sys.executable, "-c", _GL_PROBE], env=environment, capture_output=True, text=True,
+                               timeout=120)
+        if probe.returncode == 0:
+            return backend
+        lines = (probe.stderr.strip() or "failed").splitlines()
+        failures.append(f"MUJOCO_GL={backend}: {lines[-1][:200]}")
+    raise VideoUnavailableError(
+        "no video: MuJoCo's offscreen renderer found no working OpenGL here (" + "; ".join(failures) + "). "
+        "Install EGL (e.g. apt-get install libegl1) or OSMesa (libosmesa6) and set MUJOCO_GL=egl or "
+        "MUJOCO_GL=osmesa; the evaluation itself does not need OpenGL.")
+
+
+def _writer(path: Path, fps: float) -> Any:
+    import imageio
+
+    if path.suffix.lower() == ".gif":
+        return imageio.get_writer(path, mode="I", duration=1000.0 / fps, loop=0)
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError as exc:
+        raise VideoUnavailableError(f"writing {path.suffix} video needs imageio-ffmpeg (pip install "
+                                    f"'ltc_rl[video]'); or ask for a .gif.") from exc
+    return imageio.get_writer(path, fps=fps, macro_block_size=1)
+
+
+def record_video(agent: LTCAgent, path: str | Path, env_id: str | None = None, obs_noise: float | None = None,
+                 seed: int = 0, deterministic: bool = True, max_steps: int = 1000) -> tuple[Path, int]:
+    """Render one episode (at most ``max_steps`` steps) to ``path`` (.mp4 or .gif); returns the path and frames.
+
+    Raises :class:`VideoUnavailableError` with what is missing where no video can be made.
+    """
+    env_id = _resolve_env_id(agent, env_id)
+    if str(gym.spec(env_id).entry_point).startswith("gymnasium.envs.mujoco"):
+        backend = opengl_backend()
+        os.environ["MUJOCO_GL"] = backend
+        os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = _make_single(agent, env_id, obs_noise, seed, render_mode="rgb_array")
+    frames = 0
+    try:
+        obs, info = env.reset(seed=seed)
+        try:
+            first = env.render()
+        except Exception as exc:  # noqa: BLE001 - any renderer failure means: no video here
+            raise VideoUnavailableError(f"no video: {env_id} cannot render here ({type(exc).__name__}: {exc}).") \
+                from exc
+        fps = float(env.metadata.get("render_fps") or 30)
+        agent.reset()
+        with _writer(path, fps) as writer:
+            writer.append_data(first)
+            frames = 1
+            for _ in range(max_steps):
+                action = agent.act(obs, dt=info.get(ELAPSED_TIME_KEY), deterministic=deterministic)
+                obs, _, terminated, truncated, info = env.step(action)
+                writer.append_data(env.render())
+                frames += 1
+                if terminated or truncated:
+                    break
+    finally:
+        env.close()
+    return path, frames

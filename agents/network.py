@@ -1,0 +1,142 @@
+"""The acting part of a trained policy as one plain ``torch.nn.Module``: ``(obs, state, dt) -> (action, state)``.
+
+:class:`PolicyNetwork` holds everything one control step needs and nothing else: the saved
+observation normalisation, the actor's recurrent cell (LTC / NCP / CfC / LSTM / ...; none for a
+feed-forward policy), the layers between the cell and the action, and the action bounds. The
+critic, the optimiser and stable-baselines3's distribution objects stay behind, so the module can
+be embedded in other code, fine-tuned, inspected (``network.cell.wiring``) or exported
+(:mod:`agents.export`).
+
+Time: ``dt`` is the elapsed time since the previous observation in the environment's unit (seconds
+for ``envs``); the network divides it by ``time_unit``, the nominal control period it was trained
+with, exactly as the training policy did (see :mod:`ltc_rl.rl.elapsed_time`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from torch import Tensor, nn
+
+from agents.run_folder import ObservationStats
+from ltc_rl.cells import RecurrentCell
+from ltc_rl.errors import ModelFileError
+
+__all__ = ["PolicyNetwork", "network_from_policy"]
+
+
+class PolicyNetwork(nn.Module):
+    """One deterministic control step of a trained policy, in plain torch.
+
+    Args:
+        cell: the actor's recurrent cell, or None for a feed-forward policy (its state has size 0).
+        head: the layers between the cell outputs (or the observation) and ``action_net``.
+        action_net: maps the head's output to action means (Box) or logits (Discrete).
+        observation_shape: shape of one observation.
+        action_space: a Box (actions are clipped to its bounds) or a Discrete space (argmax of the logits).
+        stats: observation normalisation to apply first (None: raw observations).
+        time_unit: the nominal control period; ``dt`` is divided by it. None (a model saved without a
+            time unit, see :class:`~ltc_rl.rl.policies.RecurrentActorCriticPolicy`): ``dt`` is ignored and
+            every step is one nominal step, as in that model's training.
+        log_std: the Gaussian policy's log standard deviations (Box), for stochastic actions.
+    """
+
+    def __init__(self, cell: RecurrentCell | None, head: nn.Module, action_net: nn.Module,
+                 observation_shape: tuple[int, ...], action_space: spaces.Box | spaces.Discrete,
+                 stats: ObservationStats | None = None, time_unit: float | None = 1.0,
+                 log_std: Tensor | None = None) -> None:
+        super().__init__()
+        self.cell, self.head, self.action_net = cell, head, action_net
+        self.observation_shape = tuple(observation_shape)
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        self.action_shape = () if self.discrete else tuple(action_space.shape)
+        self.time_unit = None if time_unit is None else float(time_unit)
+        self.normalized = stats is not None
+        if stats is not None:
+            self.register_buffer("obs_mean", torch.as_tensor(stats.mean, dtype=torch.float32))
+            self.register_buffer("obs_std", torch.as_tensor(np.sqrt(stats.var + stats.epsilon), dtype=torch.float32))
+            self.obs_clip = float(stats.clip)
+        if not self.discrete:
+            self.register_buffer("action_low", torch.as_tensor(action_space.low, dtype=torch.float32).flatten())
+            self.register_buffer("action_high", torch.as_tensor(action_space.high, dtype=torch.float32).flatten())
+        self.log_std = None if log_std is None else nn.Parameter(log_std.detach().clone().flatten())
+
+    @property
+    def state_size(self) -> int:
+        return 0 if self.cell is None else self.cell.state_size
+
+    def initial_state(self, batch_size: int) -> Tensor:
+        """The state of fresh episodes, ``(batch_size, state_size)``."""
+        device = next(self.parameters()).device
+        if self.cell is None:
+            return torch.zeros(batch_size, 0, device=device)
+        return self.cell.initial_state(batch_size, device)
+
+    def normalize(self, obs: Tensor) -> Tensor:
+        """The observation as the policy saw it in training (VecNormalize's scaling and clipping)."""
+        obs = obs.to(torch.float32)
+        if self.normalized:
+            obs = ((obs - self.obs_mean) / self.obs_std).clamp(-self.obs_clip, self.obs_clip)
+        return obs
+
+    def action_parameters(self, obs: Tensor, state: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
+        """Action means (Box) or logits (Discrete) ``(batch, width)`` and the new state.
+
+        ``obs`` ``(batch, *observation_shape)`` raw; ``state`` ``(batch, state_size)``; ``dt`` ``(batch,)``
+        elapsed times in the environment's unit.
+        """
+        x = self.normalize(obs).flatten(1)
+        if self.cell is not None:
+            cell_dt = dt / self.time_unit if self.time_unit is not None and self.cell.uses_time else None
+            x, state = self.cell(x, state, cell_dt)
+        return self.action_net(self.head(x)), state
+
+    def to_action(self, parameters: Tensor) -> Tensor:
+        """Deterministic action: the logits' argmax, or the means clipped to the action bounds."""
+        if self.discrete:
+            return parameters.argmax(dim=-1)
+        clipped = torch.maximum(torch.minimum(parameters, self.action_high), self.action_low)
+        return clipped.reshape(parameters.shape[0], *self.action_shape)
+
+    def forward(self, obs: Tensor, state: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
+        """One control step: ``(action, new_state)`` (deterministic)."""
+        parameters, state = self.action_parameters(obs, state, dt)
+        return self.to_action(parameters), state
+
+    def sample(self, obs: Tensor, state: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
+        """One control step with a sampled action (the training policy's distribution)."""
+        parameters, state = self.action_parameters(obs, state, dt)
+        if self.discrete:
+            return torch.distributions.Categorical(logits=parameters).sample(), state
+        assert self.log_std is not None, "a Box policy keeps its log_std"
+        noisy = parameters + torch.randn_like(parameters) * self.log_std.exp()
+        return self.to_action(noisy), state
+
+
+def network_from_policy(policy: ActorCriticPolicy, stats: ObservationStats | None = None) -> PolicyNetwork:
+    """Extract the acting modules of a trained SB3 actor-critic policy (recurrent or not) into a :class:`PolicyNetwork`.
+
+    The modules are shared, not copied: the returned network is the trained one.
+    """
+    if not isinstance(policy, ActorCriticPolicy):
+        raise ModelFileError(f"agents take actor-critic policies (RecurrentPPO, PPO), not {type(policy).__name__}.")
+    if not isinstance(policy.observation_space, spaces.Box):
+        raise ModelFileError(f"agents take Box observations; this policy observes {policy.observation_space}.")
+    if not isinstance(policy.action_space, (spaces.Box, spaces.Discrete)):
+        raise ModelFileError(f"agents support Box and Discrete actions; this policy acts in {policy.action_space}.")
+    if policy.use_sde or policy.squash_output:
+        raise ModelFileError("agents do not support gSDE / squashed-output policies (use_sde=True).")
+    if not isinstance(policy.pi_features_extractor, FlattenExtractor):
+        raise ModelFileError(f"agents support the flatten features extractor only, not "
+                             f"{type(policy.pi_features_extractor).__name__}.")
+    cell = getattr(policy, "actor_cell", None)
+    time_unit = getattr(policy, "time_unit", None)
+    log_std = policy.log_std if isinstance(policy.action_space, spaces.Box) else None
+    if stats is not None and stats.mean.shape != policy.observation_space.shape:
+        raise ModelFileError(f"the observation statistics have shape {stats.mean.shape}, the policy observes "
+                         f"{policy.observation_space.shape}: they belong to another run.")
+    return PolicyNetwork(cell, policy.mlp_extractor.policy_net, policy.action_net, policy.observation_space.shape,
+                         policy.action_space, stats, time_unit, log_std)

@@ -1,0 +1,307 @@
+"""Wrappers that make control tasks partially observable, noisy or irregularly sampled.
+
+Every wrapper here keeps the gymnasium API (and records its constructor arguments, so ``env.spec``
+recreates it). Timing follows one convention shared with the learners in ``ltc_rl.rl``: the
+simulated seconds between the previous observation and the returned one are reported in
+``info[ELAPSED_TIME_KEY]`` by ``step``; ``reset`` reports the nominal control period there (no time
+has passed, but a recurrent policy needs a step size for its first update).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+from gymnasium.envs.classic_control.pendulum import PendulumEnv
+from gymnasium.envs.mujoco.ant_v4 import AntEnv
+from gymnasium.envs.mujoco.half_cheetah_v4 import HalfCheetahEnv
+from gymnasium.envs.mujoco.hopper_v4 import HopperEnv
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+from gymnasium.envs.mujoco.swimmer_v4 import SwimmerEnv
+from gymnasium.envs.mujoco.walker2d_v4 import Walker2dEnv
+from gymnasium.utils import RecordConstructorArgs
+
+from ltc_rl import errors
+from ltc_rl.rl.elapsed_time import ELAPSED_TIME_KEY
+
+__all__ = [
+    "ELAPSED_TIME_KEY", "NonFiniteObservationError", "control_dt", "velocity_indices", "ObservationFilter",
+    "VelocityHidden", "GaussianObservationNoise", "ElapsedTimeInfo", "IrregularSampling", "ElapsedTimeObservation",
+    "NonFiniteObservationCheck",
+]
+
+# MuJoCo v4 tasks observe ``concat(qpos[excluded:], qvel, [contact forces])``; ``excluded`` leading
+# positions (the torso's global x, or x and y) are left out by default.
+_MUJOCO_EXCLUDED_POSITIONS: dict[type, int] = {
+    HalfCheetahEnv: 1, HopperEnv: 1, Walker2dEnv: 1, SwimmerEnv: 2, AntEnv: 2,
+}
+# Classic-control tasks: Pendulum observes (cos, sin, angular velocity), CartPole (x, x_dot, theta, theta_dot).
+_CLASSIC_VELOCITY_INDICES: dict[type, tuple[int, ...]] = {PendulumEnv: (2,), CartPoleEnv: (1, 3)}
+
+
+class NonFiniteObservationError(errors.NonFiniteObservationError, RuntimeError):
+    """An environment produced an observation containing NaN or infinity (scripts report it in one line)."""
+
+
+def _env_name(env: gym.Env) -> str:
+    spec = env.spec
+    return spec.id if spec is not None else type(env.unwrapped).__name__
+
+
+def _flat_box(env: gym.Env, wrapper: str) -> spaces.Box:
+    space = env.observation_space
+    if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+        raise ValueError(f"{wrapper} needs a flat Box observation space; {_env_name(env)} has {space}.")
+    return space
+
+
+def control_dt(env: gym.Env) -> float:
+    """Simulated seconds that one ``step`` of the unwrapped environment covers.
+
+    MuJoCo tasks: ``model.opt.timestep * frame_skip``; Pendulum: ``dt``; CartPole: ``tau``.
+    """
+    base = env.unwrapped
+    if isinstance(base, MujocoEnv):
+        return float(base.model.opt.timestep * base.frame_skip)
+    for attribute in ("dt", "tau"):
+        value = getattr(base, attribute, None)
+        if isinstance(value, (int, float)) and value > 0:
+            return float(value)
+    raise ValueError(f"Cannot tell how much simulated time one step of {_env_name(env)} covers "
+                     f"(it is neither a MuJoCo env nor has a positive `dt` or `tau` attribute).")
+
+
+def velocity_indices(env: gym.Env) -> np.ndarray:
+    """Indices of the velocity entries in the observation of ``env`` (a supported task, unfiltered).
+
+    For MuJoCo tasks these are the ``qvel`` block, located from the model sizes and the task's
+    ``exclude_current_positions_from_observation`` setting; Ant's optional contact forces are
+    forces, not velocities, and stay observable.
+    """
+    base = env.unwrapped
+    excluded = next((n for cls, n in _MUJOCO_EXCLUDED_POSITIONS.items() if isinstance(base, cls)), None)
+    if excluded is not None:
+        n_pos = base.model.nq - (excluded if base._exclude_current_positions_from_observation else 0)
+        indices = np.arange(n_pos, n_pos + base.model.nv)
+    else:
+        known = next((idx for cls, idx in _CLASSIC_VELOCITY_INDICES.items() if isinstance(base, cls)), None)
+        if known is None:
+            supported = ", ".join(cls.__module__.rsplit(".", 1)[-1] + "." + cls.__name__
+                                  for cls in [*_MUJOCO_EXCLUDED_POSITIONS, *_CLASSIC_VELOCITY_INDICES])
+            raise ValueError(f"The observation layout of {_env_name(env)} is unknown (supported: {supported}); "
+                             f"use ObservationFilter(env, keep=[...]) with the indices to keep instead.")
+        indices = np.asarray(known)
+    size = _flat_box(env, "velocity_indices").shape[0]
+    if indices.max() >= size:
+        raise ValueError(f"{_env_name(env)}'s observation has {size} entries, fewer than its layout implies; "
+                         f"is it already filtered?")
+    return indices
+
+
+class ObservationFilter(gym.ObservationWrapper, RecordConstructorArgs):
+    """Keeps only the observation entries at ``keep`` (in that order)."""
+
+    def __init__(self, env: gym.Env, keep: Sequence[int]):
+        RecordConstructorArgs.__init__(self, keep=[int(i) for i in keep])
+        gym.ObservationWrapper.__init__(self, env)
+        space = _flat_box(env, "ObservationFilter")
+        keep_arr = np.asarray(keep, dtype=np.int64).reshape(-1)
+        if keep_arr.size == 0:
+            raise ValueError("ObservationFilter needs at least one index to keep.")
+        if keep_arr.min() < 0 or keep_arr.max() >= space.shape[0] or len(set(keep_arr.tolist())) != keep_arr.size:
+            raise ValueError(f"ObservationFilter indices must be distinct and in [0, {space.shape[0]}) for "
+                             f"{_env_name(env)}; got {keep_arr.tolist()}.")
+        self.keep = keep_arr
+        self.observation_space = spaces.Box(space.low[keep_arr], space.high[keep_arr], dtype=space.dtype)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return observation[self.keep]
+
+
+class VelocityHidden(ObservationFilter):
+    """Partial observability: removes the velocity entries (see :func:`velocity_indices`)."""
+
+    def __init__(self, env: gym.Env):
+        RecordConstructorArgs.__init__(self)  # recreated from the env alone, not from explicit indices
+        hidden = set(velocity_indices(env).tolist())
+        keep = [i for i in range(env.observation_space.shape[0]) if i not in hidden]
+        ObservationFilter.__init__(self, env, keep)
+
+
+def _stream_rng(seed: int | None, stream: int) -> np.random.Generator:
+    """A generator for one wrapper, independent of the env's own stream seeded with the same number."""
+    return np.random.default_rng(None if seed is None else [int(seed), stream])
+
+
+class GaussianObservationNoise(gym.ObservationWrapper, RecordConstructorArgs):
+    """Adds N(0, sigma^2) noise to every observation entry (sensor noise for robustness tests).
+
+    ``sigma`` is in observation units. The noise generator is seeded by ``seed`` and reseeded by
+    ``reset(seed=...)``, so a seeded episode is reproducible. Noise is unbounded, so the
+    observation space becomes unbounded too.
+    """
+
+    _STREAM = 1
+
+    def __init__(self, env: gym.Env, sigma: float, seed: int | None = None):
+        RecordConstructorArgs.__init__(self, sigma=sigma, seed=seed)
+        gym.ObservationWrapper.__init__(self, env)
+        space = _flat_box(env, "GaussianObservationNoise")
+        if not np.isfinite(sigma) or sigma < 0:
+            raise ValueError(f"Observation noise sigma must be a finite number >= 0; got {sigma}.")
+        self.sigma = float(sigma)
+        self._rng = _stream_rng(seed, self._STREAM)
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=space.shape, dtype=space.dtype)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._rng = _stream_rng(seed, self._STREAM)
+        return super().reset(seed=seed, options=options)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        noise = self._rng.normal(0.0, self.sigma, size=observation.shape)
+        return (observation + noise).astype(self.observation_space.dtype, copy=False)
+
+
+class ElapsedTimeInfo(gym.Wrapper, RecordConstructorArgs):
+    """Reports the fixed control period (:func:`control_dt`) in ``info[ELAPSED_TIME_KEY]`` of every step and reset."""
+
+    def __init__(self, env: gym.Env):
+        RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        self.nominal_dt = control_dt(env)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        observation, info = self.env.reset(seed=seed, options=options)
+        info[ELAPSED_TIME_KEY] = self.nominal_dt
+        return observation, info
+
+    def step(self, action: Any):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        info[ELAPSED_TIME_KEY] = self.nominal_dt
+        return observation, reward, terminated, truncated, info
+
+
+class IrregularSampling(ElapsedTimeInfo):
+    """Irregular control steps: each step simulates a random number of frames in ``[min_frames, max_frames]``.
+
+    A frame is the task's smallest simulation step. MuJoCo tasks: one physics step
+    (``model.opt.timestep``); the task steps with its ``frame_skip`` set to the drawn number, so
+    its reward uses the true interval (velocities are divided by it). Classic-control tasks
+    (Pendulum, CartPole): one step of the task with the action held; rewards add up, and a step
+    stops early when the episode ends. ``info[ELAPSED_TIME_KEY]`` is the simulated time that
+    really passed; ``nominal_dt`` (reported at reset) is the mean over the frame range.
+    Time limits keep their unit: MuJoCo episodes last their usual number of control steps (so
+    their simulated length varies), classic-control ones their usual number of task steps (a
+    fixed simulated time).
+    """
+
+    _STREAM = 2
+
+    def __init__(self, env: gym.Env, min_frames: int, max_frames: int, seed: int | None = None):
+        RecordConstructorArgs.__init__(self, min_frames=min_frames, max_frames=max_frames, seed=seed)
+        ElapsedTimeInfo.__init__(self, env)
+        if int(min_frames) != min_frames or int(max_frames) != max_frames or not 1 <= min_frames <= max_frames:
+            raise ValueError(f"Irregular sampling needs integers 1 <= min_frames <= max_frames; "
+                             f"got ({min_frames}, {max_frames}).")
+        self.min_frames, self.max_frames = int(min_frames), int(max_frames)
+        base = env.unwrapped
+        self._mujoco = isinstance(base, MujocoEnv)
+        self.frame_time = float(base.model.opt.timestep) if self._mujoco else control_dt(env)
+        self.nominal_dt = 0.5 * (self.min_frames + self.max_frames) * self.frame_time
+        self._rng = _stream_rng(seed, self._STREAM)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._rng = _stream_rng(seed, self._STREAM)
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action: Any):
+        frames = int(self._rng.integers(self.min_frames, self.max_frames + 1))
+        if self._mujoco:
+            base = self.env.unwrapped
+            regular_frame_skip = base.frame_skip
+            base.frame_skip = frames
+            try:
+                observation, reward, terminated, truncated, info = self.env.step(action)
+            finally:
+                base.frame_skip = regular_frame_skip
+            done_frames = frames
+        else:
+            reward, done_frames = 0.0, 0
+            while done_frames < frames:
+                observation, frame_reward, terminated, truncated, info = self.env.step(action)
+                reward += float(frame_reward)
+                done_frames += 1
+                if terminated or truncated:
+                    break
+        info[ELAPSED_TIME_KEY] = done_frames * self.frame_time
+        return observation, reward, terminated, truncated, info
+
+
+class ElapsedTimeObservation(gym.Wrapper, RecordConstructorArgs):
+    """Appends ``info[ELAPSED_TIME_KEY]`` to the observation, so the policy sees the step's duration.
+
+    Wrap an env that reports the key (:class:`ElapsedTimeInfo` or :class:`IrregularSampling`).
+    """
+
+    def __init__(self, env: gym.Env):
+        RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        space = _flat_box(env, "ElapsedTimeObservation")
+        self.observation_space = spaces.Box(np.append(space.low, 0.0).astype(space.dtype),
+                                            np.append(space.high, np.inf).astype(space.dtype), dtype=space.dtype)
+
+    def _append(self, observation: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        if ELAPSED_TIME_KEY not in info:
+            raise ValueError(f"ElapsedTimeObservation found no info[{ELAPSED_TIME_KEY!r}] from {_env_name(self.env)}; "
+                             f"wrap it in ElapsedTimeInfo or IrregularSampling first.")
+        return np.append(observation, info[ELAPSED_TIME_KEY]).astype(self.observation_space.dtype, copy=False)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        observation, info = self.env.reset(seed=seed, options=options)
+        return self._append(observation, info), info
+
+    def step(self, action: Any):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        return self._append(observation, info), reward, terminated, truncated, info
+
+
+class NonFiniteObservationCheck(gym.Wrapper, RecordConstructorArgs):
+    """Raises :class:`NonFiniteObservationError` naming the env when an observation holds NaN or infinity.
+
+    A diverged simulation otherwise poisons the learner's statistics silently. ``env_index`` (set by
+    ``ltc_rl.rl.guards.VecCheckFinite`` through ``set_wrapper_attr``) names the copy in a vectorised env.
+    """
+
+    def __init__(self, env: gym.Env):
+        RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        self._steps = 0
+        self.env_index: int | None = None
+
+    def _check(self, observation: np.ndarray, where: str) -> None:
+        finite = np.isfinite(observation)
+        if not finite.all():
+            bad = np.flatnonzero(~finite).tolist()
+            raise NonFiniteObservationError(
+                f"{_env_name(self.env)} returned a non-finite observation {where}"
+                f"{'' if self.env_index is None else f' in environment {self.env_index}'} (entries {bad[:10]}"
+                f"{' ...' if len(bad) > 10 else ''}: {np.asarray(observation).ravel()[bad[:10]].tolist()}); "
+                f"the simulation diverged or a wrapper produced NaN. Check the actions and the env options.")
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        observation, info = self.env.reset(seed=seed, options=options)
+        self._steps = 0
+        self._check(observation, "at reset")
+        return observation, info
+
+    def step(self, action: Any):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self._steps += 1
+        self._check(observation, f"at step {self._steps} of the episode")
+        return observation, reward, terminated, truncated, info

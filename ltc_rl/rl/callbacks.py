@@ -1,0 +1,303 @@
+"""Training callbacks of the run-folder pipeline: atomic checkpoints and periodic evaluation.
+
+Every file is written atomically (a temporary file in the same folder, flushed and fsynced, then renamed
+over the target, and the folder fsynced), so a run killed at any moment leaves either the previous or the
+new version, never a torn one. A checkpoint is ``ckpt_<steps>_steps.zip`` (written last: its presence marks
+a complete checkpoint) plus its VecNormalize statistics and its training state (random generators, log
+sizes: :mod:`ltc_rl.rl.run_state`); :func:`latest_checkpoint` skips unreadable ones with a warning. No
+model holding NaN or infinity is ever written (:class:`~ltc_rl.errors.DivergenceError` instead).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
+
+from ltc_rl.errors import DivergenceError, LtcRlWarning, ModelFileError
+from ltc_rl.rl.evaluation import evaluate
+from ltc_rl.rl.guards import non_finite_state
+from ltc_rl.rl.run_state import capture_training_state
+from ltc_rl.rl.serialization import inspect_model_file, read_pickle
+
+__all__ = ["atomic_write", "remove_stale_temporaries", "save_model", "save_vecnormalize", "latest_checkpoint",
+           "checkpoint_files", "read_training_state", "CheckpointCallback", "CheckpointWarning", "EvalCallback",
+           "MODEL_FILE", "VECNORMALIZE_FILE", "EVALUATIONS_FILE"]
+
+MODEL_FILE = "model.zip"
+VECNORMALIZE_FILE = "vecnormalize.pkl"
+EVALUATIONS_FILE = "evaluations.npz"
+TRAINING_STATE_SUFFIX = "_state.pkl"
+_CHECKPOINT = re.compile(r"^ckpt_(\d+)_steps\.zip$")
+_TEMPORARY = ".*.tmp"
+
+
+class CheckpointWarning(LtcRlWarning):
+    """An unreadable checkpoint was passed over in favour of an older one."""
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write ``path`` through ``write(file)`` into a temporary sibling, fsync it, then rename it into place.
+
+    If ``write`` fails the temporary file is removed and ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temporary, "xb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+    return path
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files :func:`atomic_write` left in ``folder`` (and below) when a process was killed."""
+    stale = [path for path in Path(folder).rglob(_TEMPORARY) if path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def save_model(model: BaseAlgorithm, path: str | Path) -> Path:
+    """``model.save`` to ``path`` atomically; :class:`DivergenceError` (and ``path`` untouched) if the model holds
+    NaN or infinity."""
+    problem = non_finite_state(model)
+    if problem is not None:
+        raise DivergenceError(f"refusing to write {path}: {problem} (training diverged); the previous file is kept.")
+
+    def write(handle: BinaryIO) -> None:
+        buffer = io.BytesIO()
+        model.save(buffer)
+        handle.write(buffer.getvalue())
+    return atomic_write(path, write)
+
+
+def save_vecnormalize(venv: VecNormalize, path: str | Path) -> Path:
+    """The normalisation statistics of ``venv`` (what ``VecNormalize.load`` reads), atomically."""
+    return atomic_write(path, lambda handle: pickle.dump(venv, handle))
+
+
+def checkpoint_files(folder: str | Path, steps: int) -> tuple[Path, Path, Path]:
+    """The model zip, VecNormalize statistics and training state of the checkpoint at ``steps`` in ``folder``."""
+    folder = Path(folder)
+    return (folder / f"ckpt_{steps}_steps.zip", folder / f"ckpt_{steps}_steps_{VECNORMALIZE_FILE}",
+            folder / f"ckpt_{steps}_steps{TRAINING_STATE_SUFFIX}")
+
+
+def read_training_state(path: str | Path) -> dict[str, Any] | None:
+    """The training state saved with a checkpoint (see :mod:`ltc_rl.rl.run_state`), or None for older checkpoints
+    without one; :class:`ModelFileError` if it exists but is unreadable."""
+    if not Path(path).exists():
+        return None
+    state = read_pickle(path, "checkpoint state")
+    if not isinstance(state, dict) or "random" not in state:
+        raise ModelFileError(f"checkpoint state {path} is not a training state written by this project.")
+    return state
+
+
+def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """``(timesteps, model zip)`` of every checkpoint in ``folder``, oldest first."""
+    return sorted((int(m.group(1)), p) for p in folder.glob("ckpt_*_steps.zip") if (m := _CHECKPOINT.match(p.name)))
+
+
+def _check_checkpoint(folder: Path, steps: int) -> None:
+    model_path, stats_path, state_path = checkpoint_files(folder, steps)
+    data = inspect_model_file(model_path)
+    if data.get("num_timesteps") != steps:
+        raise ModelFileError(f"{model_path} holds {data.get('num_timesteps')} timesteps, not {steps}.")
+    if stats_path.exists():
+        read_pickle(stats_path, "VecNormalize statistics")
+    read_training_state(state_path)
+
+
+def latest_checkpoint(folder: str | Path, validate: bool = True) -> tuple[int, Path, Path | None] | None:
+    """``(timesteps, model zip, VecNormalize file or None)`` of the newest checkpoint in ``folder``, or None.
+
+    With ``validate``, an unreadable checkpoint (truncated or corrupt zip, unreadable statistics or state) is
+    skipped with a :class:`CheckpointWarning` in favour of the next older one; if none is readable,
+    :class:`ModelFileError` names them.
+    """
+    folder = Path(folder)
+    skipped = []
+    for steps, model_path in reversed(_checkpoints(folder)):
+        if validate:
+            try:
+                _check_checkpoint(folder, steps)
+            except ModelFileError as error:
+                skipped.append(model_path.name)
+                warnings.warn(f"skipping unreadable checkpoint {model_path.name}: {error}", CheckpointWarning,
+                              stacklevel=2)
+                continue
+        stats = checkpoint_files(folder, steps)[1]
+        return steps, model_path, stats if stats.exists() else None
+    if skipped:
+        raise ModelFileError(f"no readable checkpoint in {folder} ({', '.join(skipped)}: see the warnings); the run "
+                             "cannot be resumed, start it again with a new --output.")
+    return None
+
+
+class CheckpointCallback(BaseCallback):
+    """Saves the model (policy, optimiser, timestep counter) and VecNormalize statistics every ``save_freq`` steps.
+
+    ``save_freq`` counts environment steps over all copies; only the ``keep`` newest checkpoints stay.
+    The statistics and the training state (random generators; sizes of the Monitor CSVs in ``monitor_dir``)
+    are written before the model zip, whose presence marks a complete checkpoint. A model holding NaN or
+    infinity raises :class:`DivergenceError` before anything is written.
+    """
+
+    def __init__(self, save_freq: int, folder: str | Path, keep: int = 3,
+                 monitor_dir: str | Path | None = None) -> None:
+        super().__init__()
+        self.save_freq, self.folder, self.keep = int(save_freq), Path(folder), int(keep)
+        self.monitor_dir = monitor_dir
+        self._last_saved = 0
+
+    def _init_callback(self) -> None:
+        self._last_saved = self.model.num_timesteps
+
+    def save(self) -> Path:
+        """Write a checkpoint of the model now (named by its current ``num_timesteps``); returns the zip's path."""
+        steps = self.model.num_timesteps
+        problem = non_finite_state(self.model)
+        if problem is not None:
+            raise DivergenceError(f"refusing to write a checkpoint at timestep {steps}: {problem}; the previous "
+                                  "checkpoints are kept.")
+        model_path, stats_path, state_path = checkpoint_files(self.folder, steps)
+        venv = self.model.get_vec_normalize_env()
+        if venv is not None:
+            save_vecnormalize(venv, stats_path)
+        state = capture_training_state(self.model, self.monitor_dir)
+        atomic_write(state_path, lambda handle: pickle.dump(state, handle))
+        save_model(self.model, model_path)
+        self._last_saved = steps
+        self._prune()
+        return model_path
+
+    def _prune(self) -> None:
+        found = [steps for steps, _ in _checkpoints(self.folder)]
+        for steps in found[:-self.keep] if self.keep > 0 else []:
+            for path in checkpoint_files(self.folder, steps):
+                path.unlink(missing_ok=True)
+
+    def _on_step(self) -> bool:
+        if self.save_freq > 0 and self.num_timesteps - self._last_saved >= self.save_freq:
+            self.save()
+        return True
+
+
+class EvalCallback(BaseCallback):
+    """Evaluates the deterministic policy every ``eval_freq`` steps; keeps the history and the best model.
+
+    Uses :func:`ltc_rl.rl.evaluation.evaluate` (recurrent state and elapsed time carried), copies the
+    training VecNormalize statistics to ``eval_env`` first, logs ``eval/mean_reward`` and friends, writes
+    ``evaluations.npz`` (timesteps, per-episode returns and lengths) and, on a new best mean return, the
+    model and statistics to ``best_folder``. ``on_evaluation(history)`` runs after each evaluation.
+    """
+
+    def __init__(self, eval_env: VecEnv, eval_freq: int, n_eval_episodes: int, folder: str | Path,
+                 best_folder: str | Path, on_evaluation: Callable[[dict[str, np.ndarray]], None] | None = None,
+                 verbose: int = 1) -> None:
+        super().__init__(verbose)
+        self.eval_env, self.eval_freq, self.n_eval_episodes = eval_env, int(eval_freq), int(n_eval_episodes)
+        self.path = Path(folder) / EVALUATIONS_FILE
+        self.best_folder = Path(best_folder)
+        self.on_evaluation = on_evaluation
+        self.timesteps: list[int] = []
+        self.returns: list[list[float]] = []
+        self.lengths: list[list[int]] = []
+        self.best_mean_reward = -np.inf
+        self._last_eval = 0
+        if self.path.exists():  # resumed run: continue the history
+            try:
+                with np.load(self.path) as saved:
+                    self.timesteps = saved["timesteps"].tolist()
+                    self.returns = saved["results"].tolist()
+                    self.lengths = saved["ep_lengths"].tolist()
+            except (OSError, ValueError, KeyError, EOFError) as error:
+                warnings.warn(f"evaluation history {self.path} is unreadable ({error}); starting a new one",
+                              LtcRlWarning, stacklevel=2)
+
+    def _init_callback(self) -> None:
+        """Drop evaluations later than the model (a killed run evaluated after its last checkpoint)."""
+        self._last_eval = self.model.num_timesteps
+        keep = [i for i, steps in enumerate(self.timesteps) if steps <= self.model.num_timesteps]
+        self.timesteps = [self.timesteps[i] for i in keep]
+        self.returns = [self.returns[i] for i in keep]
+        self.lengths = [self.lengths[i] for i in keep]
+        if self.returns:
+            self.best_mean_reward = float(np.max(np.mean(self.returns, axis=1)))
+
+    @property
+    def history(self) -> dict[str, np.ndarray]:
+        return {"timesteps": np.asarray(self.timesteps), "results": np.asarray(self.returns),
+                "ep_lengths": np.asarray(self.lengths)}
+
+    def evaluate(self) -> float:
+        """Run one evaluation now; returns the mean episode return."""
+        if self.model.get_vec_normalize_env() is not None:
+            sync_envs_normalization(self.training_env, self.eval_env)
+        returns, lengths = evaluate(self.model, self.eval_env, self.n_eval_episodes, deterministic=True)
+        returns, lengths = returns[: self.n_eval_episodes], lengths[: self.n_eval_episodes]
+        self._last_eval = self.num_timesteps
+        self.timesteps.append(self.num_timesteps)
+        self.returns.append(returns)
+        self.lengths.append(lengths)
+        history = self.history
+        atomic_write(self.path, lambda handle: np.savez(handle, **history))
+        mean, std = float(np.mean(returns)), float(np.std(returns))
+        self.logger.record("eval/mean_reward", mean)
+        self.logger.record("eval/std_reward", std)
+        self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
+        self.logger.dump(self.num_timesteps)
+        best = mean > self.best_mean_reward
+        if best:
+            self.best_mean_reward = mean
+            venv = self.model.get_vec_normalize_env()
+            if venv is not None:
+                save_vecnormalize(venv, self.best_folder / VECNORMALIZE_FILE)
+            save_model(self.model, self.best_folder / MODEL_FILE)
+        if self.verbose:
+            print(f"eval at {self.num_timesteps} steps: return {mean:.1f} +/- {std:.1f}"
+                  + (" (new best)" if best else ""), flush=True)
+        if self.on_evaluation is not None:
+            self.on_evaluation(history)
+        return mean
+
+    @property
+    def evaluated_now(self) -> bool:
+        """Whether the latest evaluation happened at the current timestep."""
+        return bool(self.timesteps) and self.timesteps[-1] == self.num_timesteps
+
+    def _on_step(self) -> bool:
+        if self.eval_freq > 0 and self.num_timesteps - self._last_eval >= self.eval_freq:
+            self.evaluate()
+        return True

@@ -1,0 +1,286 @@
+"""Results across seeds: final evaluation returns (mean, std, confidence interval) and learning-curve bands.
+
+Works on any set of run folders written by :mod:`ltc_rl.training` (``scripts/train.py`` runs, sweep
+trials): each folder's ``config.yaml`` says what was trained, its ``evaluations.npz`` holds the periodic
+evaluations. Runs are grouped by environment, policy and configuration (everything in ``config.yaml``
+except the seed, the device and the bookkeeping); a run counts once it finished, that is once its last
+evaluation reached the configured number of steps (runs that were interrupted or stopped early by a
+scheduler are listed as excluded).
+
+    records = find_runs("runs/sweep")
+    groups, excluded = summarize(records)
+    write_summary(records, "runs/sweep")   # summary.md, summary.csv, learning_curves.png
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ltc_rl.errors import ConfigError, DataError, MissingFileError
+from ltc_rl.rl.callbacks import EVALUATIONS_FILE, atomic_write
+from ltc_rl.training import CONFIG_FILE
+
+__all__ = ["RunRecord", "GroupSummary", "load_run", "find_runs", "confidence_interval", "summarize",
+           "format_markdown", "write_summary", "is_finished", "SUMMARY_FILES"]
+
+SUMMARY_FILES = {"markdown": "summary.md", "csv": "summary.csv", "curves": "learning_curves.png"}
+#: config.yaml entries that do not change what is learned (or are the seed, which the summary aggregates over).
+_NOT_CONFIGURATION = ("seed", "device", "versions", "sessions", "vec_env")
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run folder: what was trained and its evaluation history (mean return per evaluation)."""
+
+    run_dir: Path
+    env_id: str
+    policy: str
+    seed: int
+    total_timesteps: int
+    configuration: dict[str, Any]
+    timesteps: np.ndarray
+    returns: np.ndarray
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.timesteps.size) and int(self.timesteps[-1]) >= self.total_timesteps
+
+    @property
+    def final_return(self) -> float:
+        """Mean return of the last evaluation (NaN without one)."""
+        return float(self.returns[-1]) if self.returns.size else math.nan
+
+    @property
+    def config_key(self) -> str:
+        """Short hash of the configuration: runs with the same key differ only in their seed."""
+        text = json.dumps(self.configuration, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def load_run(run_dir: str | Path) -> RunRecord | None:
+    """The :class:`RunRecord` of ``run_dir``, or None when it has no ``config.yaml`` or no evaluations yet."""
+    run_dir = Path(run_dir)
+    config_path, evaluations_path = run_dir / CONFIG_FILE, run_dir / EVALUATIONS_FILE
+    if not config_path.is_file() or not evaluations_path.is_file():
+        return None
+    config = yaml.safe_load(config_path.read_text()) or {}
+    missing = [key for key in ("env_id", "policy", "seed", "total_timesteps") if key not in config]
+    if missing:
+        raise DataError(f"{config_path} lacks {missing}; it was not written by ltc_rl.training.")
+    with np.load(evaluations_path) as saved:
+        timesteps = np.asarray(saved["timesteps"], dtype=np.int64)
+        results = np.asarray(saved["results"], dtype=float)
+    returns = results.mean(axis=1) if results.size else np.zeros(0)
+    rest = {k: v for k, v in config.items() if k not in (*_NOT_CONFIGURATION, "hyperparams")}
+    configuration = {**_flatten(config.get("hyperparams") or {}), **_flatten(rest)}
+    return RunRecord(run_dir, str(config["env_id"]), str(config["policy"]), int(config["seed"]),
+                     int(config["total_timesteps"]), configuration, timesteps, returns)
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """Whether the run in ``run_dir`` trained all its configured steps (its final evaluation is written)."""
+    record = load_run(run_dir)
+    return record is not None and record.finished
+
+
+def find_runs(*roots: str | Path) -> list[RunRecord]:
+    """Every run folder at or below ``roots`` that has evaluations, sorted by path.
+
+    Raises :class:`MissingFileError` when a root does not exist or holds no run folder.
+    """
+    records: list[RunRecord] = []
+    for root in map(Path, roots):
+        if not root.exists():
+            raise MissingFileError(f"{root} does not exist; pass run folders or folders that contain them.")
+        for config_path in sorted(root.rglob(CONFIG_FILE)):
+            record = load_run(config_path.parent)
+            if record is not None:
+                records.append(record)
+    if not records:
+        raise MissingFileError(f"no run folders ({CONFIG_FILE} + {EVALUATIONS_FILE}) under {', '.join(map(str, roots))}.")
+    return sorted(records, key=lambda r: str(r.run_dir))
+
+
+def confidence_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t confidence interval of the mean of ``values`` (NaNs with fewer than two values)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return math.nan, math.nan
+    mean = float(values.mean())
+    half = float(stats.t.ppf(0.5 + confidence / 2, values.size - 1)) * float(values.std(ddof=1)) / math.sqrt(values.size)
+    return mean - half, mean + half
+
+
+@dataclass
+class GroupSummary:
+    """The finished runs of one (environment, policy, configuration) and their final-return statistics."""
+
+    env_id: str
+    policy: str
+    config_key: str
+    runs: list[RunRecord]
+    confidence: float = 0.95
+    varying: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.policy + (f" [{self.config_key}]" if self.varying else "")
+
+    @property
+    def finals(self) -> np.ndarray:
+        return np.array([run.final_return for run in self.runs])
+
+    @property
+    def mean(self) -> float:
+        return float(self.finals.mean())
+
+    @property
+    def std(self) -> float:
+        return float(self.finals.std(ddof=1)) if len(self.runs) > 1 else math.nan
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return confidence_interval(self.finals, self.confidence)
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Evaluation steps, mean return over seeds and its confidence band, on the steps all runs reached."""
+        end = min(int(run.timesteps[-1]) for run in self.runs)
+        steps = np.unique(np.concatenate([run.timesteps[run.timesteps <= end] for run in self.runs]))
+        table = np.stack([np.interp(steps, run.timesteps, run.returns) for run in self.runs])
+        bands = np.array([confidence_interval(column, self.confidence) for column in table.T]).reshape(-1, 2)
+        return steps, table.mean(axis=0), bands[:, 0], bands[:, 1]
+
+
+def summarize(records: Iterable[RunRecord], confidence: float = 0.95) -> tuple[list[GroupSummary], list[RunRecord]]:
+    """Finished runs grouped by environment, policy and configuration; and the unfinished (excluded) runs."""
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be in (0, 1), got {confidence!r}.")
+    grouped: dict[tuple[str, str, str], list[RunRecord]] = {}
+    excluded: list[RunRecord] = []
+    for record in records:
+        if record.finished:
+            grouped.setdefault((record.env_id, record.policy, record.config_key), []).append(record)
+        else:
+            excluded.append(record)
+    groups = [GroupSummary(env, policy, key, sorted(runs, key=lambda r: r.seed), confidence)
+              for (env, policy, key), runs in sorted(grouped.items())]
+    for group in groups:  # name what tells apart several configurations of the same policy
+        siblings = [g for g in groups if (g.env_id, g.policy) == (group.env_id, group.policy)]
+        if len(siblings) > 1:
+            names = sorted(set().union(*(g.runs[0].configuration for g in siblings)))
+            group.varying = {name: group.runs[0].configuration.get(name) for name in names
+                             if len({json.dumps(g.runs[0].configuration.get(name), default=str) for g in siblings}) > 1}
+    return groups, excluded
+
+
+def _number(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.1f}"
+
+
+def _varying_text(group: GroupSummary) -> str:
+    return ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
+                     for name, value in group.varying.items())
+
+
+def format_markdown(groups: Sequence[GroupSummary], excluded: Sequence[RunRecord]) -> str:
+    """The summary table (and the list of excluded runs) as markdown."""
+    level = int(round(100 * groups[0].confidence)) if groups else 95
+    lines = [f"# Final evaluation return across seeds ({sum(len(g.runs) for g in groups)} finished runs)", "",
+             "Return of the last evaluation of each run (deterministic policy, mean over its evaluation episodes); "
+             f"mean +- sample std over seeds and the {level}% confidence interval of the mean (Student t).", "",
+             f"| env | policy | hyperparameters | seeds | steps | final return (mean +- std) | {level}% CI |",
+             "|---|---|---|---|---|---|---|"]
+    for group in groups:
+        low, high = group.ci
+        steps = sorted({run.total_timesteps for run in group.runs})
+        lines.append(f"| {group.env_id} | {group.label} | {_varying_text(group)} | {len(group.runs)} | "
+                     f"{', '.join(map(str, steps))} | {_number(group.mean)} +- {_number(group.std)} | "
+                     f"[{_number(low)}, {_number(high)}] |")
+    if excluded:
+        lines += ["", f"Excluded (unfinished, interrupted or stopped early): {len(excluded)} runs", ""]
+        lines += [f"- {run.run_dir}: reached {int(run.timesteps[-1]) if run.timesteps.size else 0} of "
+                  f"{run.total_timesteps} steps" for run in excluded]
+    return "\n".join(lines) + "\n"
+
+
+def _csv_text(groups: Sequence[GroupSummary]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["env_id", "policy", "config", "hyperparameters", "n_seeds", "seeds", "total_timesteps",
+                     "mean", "std", "ci_low", "ci_high", "confidence", "finals", "run_dirs"])
+    for group in groups:
+        low, high = group.ci
+        writer.writerow([group.env_id, group.policy, group.config_key, _varying_text(group), len(group.runs),
+                         " ".join(str(run.seed) for run in group.runs),
+                         " ".join(sorted({str(run.total_timesteps) for run in group.runs})),
+                         group.mean, group.std, low, high, group.confidence,
+                         " ".join(f"{value:.6g}" for value in group.finals),
+                         " ".join(str(run.run_dir) for run in group.runs)])
+    return buffer.getvalue()
+
+
+def _plot_curves(path: Path, groups: Sequence[GroupSummary]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({group.env_id for group in groups})
+    fig, axes = plt.subplots(1, len(envs), figsize=(7 * len(envs), 4.5), squeeze=False)
+    level = int(round(100 * groups[0].confidence))
+    for ax, env in zip(axes[0], envs):
+        for group in (g for g in groups if g.env_id == env):
+            steps, mean, low, high = group.curve()
+            line, = ax.plot(steps, mean, marker="o", markersize=3, label=f"{group.label} ({len(group.runs)} seeds)")
+            if len(group.runs) > 1:
+                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+        ax.set_title(f"{env}: evaluation return, mean and {level}% CI over seeds")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("episode return")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def write_summary(records: Iterable[RunRecord], out_dir: str | Path, confidence: float = 0.95) -> dict[str, Path]:
+    """Writes ``summary.md``, ``summary.csv`` and ``learning_curves.png`` into ``out_dir``; returns their paths.
+
+    Raises :class:`MissingFileError` when none of ``records`` finished.
+    """
+    groups, excluded = summarize(records, confidence)
+    if not groups:
+        raise MissingFileError(f"none of the {len(excluded)} runs finished; nothing to summarize "
+                         f"(e.g. {excluded[0].run_dir if excluded else '-'}).")
+    out_dir = Path(out_dir)
+    markdown = format_markdown(groups, excluded)
+    paths = {"markdown": atomic_write(out_dir / SUMMARY_FILES["markdown"], lambda h: h.write(markdown.encode())),
+             "csv": atomic_write(out_dir / SUMMARY_FILES["csv"], lambda h: h.write(_csv_text(groups).encode()))}
+    paths["curves"] = _plot_curves(out_dir / SUMMARY_FILES["curves"], groups)
+    return paths

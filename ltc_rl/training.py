@@ -1,0 +1,614 @@
+"""The training pipeline behind ``scripts/train.py``: validated hyperparameters in, a complete run folder out.
+
+Hyperparameters come from YAML files shipped in ``ltc_rl/hyperparams/`` (rl-zoo style: one file per
+algorithm, one entry per environment id merged over a ``default`` entry), then from command-line
+overrides (``n_steps=256``, ``policy_kwargs.units=32``), then from explicit options (``n_envs``,
+``total_timesteps``). Everything is checked, including a dry construction of the model, before the run
+folder is created or a single step is trained; problems raise :class:`ConfigError` with one clear line.
+
+A run folder holds::
+
+    config.yaml              fully resolved configuration, seed, package versions, command
+    model.zip                final model            vecnormalize.pkl   its VecNormalize statistics
+    best/                    best model by periodic evaluation (model.zip, vecnormalize.pkl)
+    checkpoints/             periodic checkpoints (ckpt_<steps>_steps.zip + statistics), for --resume
+    evaluations.npz          evaluation history     learning_curve.png evaluation + training returns
+    monitor/                 Monitor CSVs of the training environments
+    logs/session_<k>/        progress.csv and TensorBoard events of each (resumed) session
+
+All files are written atomically, and no model holding NaN/inf is written. :func:`resume` continues a run
+from its newest readable checkpoint (policy, optimiser, VecNormalize statistics, timestep counter and so the
+learning-rate schedule position, random generator states); Monitor CSVs and the evaluation history are cut
+back to the checkpoint, so the logs continue. Ctrl-C / SIGTERM stop after the current step with a checkpoint
+(:class:`~ltc_rl.errors.TrainingInterrupted`); NaN/inf from an environment or in the model stop training
+with a one-line error (:mod:`ltc_rl.rl.guards`).
+
+Environments come from an *env factory* with the signature of ``envs.make_vec``:
+``make_env(env_id, n_envs, seed, vec_env, monitor_dir, monitor_kwargs, **env_options)`` returning a
+VecEnv of Monitor-wrapped copies. The default, :func:`sb3_make_vec`, is stable-baselines3's
+``make_vec_env`` and takes no env options; ``scripts/train.py`` passes ``envs.make_vec`` (observation
+noise, irregular sampling, the NoVel tasks). The env options and the vectorisation are recorded in
+``config.yaml``, so :func:`resume` and evaluation rebuild the same environment.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import platform
+import shlex
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+from torch import nn
+
+from ltc_rl.errors import ConfigError, ModelFileError, TrainingInterrupted
+from ltc_rl.rl.callbacks import (MODEL_FILE, VECNORMALIZE_FILE, CheckpointCallback, EvalCallback, atomic_write,
+                                 checkpoint_files, latest_checkpoint, read_training_state, remove_stale_temporaries,
+                                 save_model, save_vecnormalize)
+from ltc_rl.rl.guards import DivergenceCallback, StopRequest, VecCheckFinite
+from ltc_rl.rl.run_state import restore_training_state, rewind_monitor_files
+from ltc_rl.rl.serialization import check_spaces, inspect_model_file, load_model, load_vecnormalize
+from ltc_rl.rl.curves import plot_learning_curve
+from ltc_rl.rl.elapsed_time import DEFAULT_ELAPSED_TIME, nominal_elapsed_time
+from ltc_rl.rl.ppo import RecurrentPPO
+
+__all__ = ["ConfigError", "PolicyChoice", "POLICIES", "RunConfig", "TrainResult", "load_hyperparams",
+           "parse_overrides", "resolve_config", "validate", "train", "resume", "CONFIG_FILE", "EnvFactory", "sb3_make_vec", "VEC_ENVS"]
+
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass(frozen=True)
+class PolicyChoice:
+    """What a ``--policy`` name stands for."""
+
+    algorithm: str
+    policy_class: str
+    policy_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+POLICIES: dict[str, PolicyChoice] = {
+    "ltc": PolicyChoice("RecurrentPPO", "MlpLtcPolicy"),
+    "ncp": PolicyChoice("RecurrentPPO", "MlpLtcPolicy", {"wiring": "ncp"}),
+    "cfc": PolicyChoice("RecurrentPPO", "MlpCfcPolicy"),
+    "lstm": PolicyChoice("RecurrentPPO", "MlpLstmPolicy"),
+    "gru": PolicyChoice("RecurrentPPO", "MlpGruPolicy"),
+    "mlp": PolicyChoice("PPO", "MlpPolicy"),
+}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"RecurrentPPO": RecurrentPPO, "PPO": PPO}
+HYPERPARAM_FILES = {"RecurrentPPO": "recurrent_ppo.yml", "PPO": "ppo.yml"}
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU,
+                                           "silu": nn.SiLU, "gelu": nn.GELU}
+_VERSIONED_PACKAGES = ("ltc_rl", "torch", "stable_baselines3", "sb3_contrib", "gymnasium", "mujoco", "numpy")
+
+# ---------------------------------------------------------------------------------------------- schema
+_Check = tuple[str, Callable[[Any], bool]]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _is_schedule(value: Any) -> bool:
+    if isinstance(value, str) and value.startswith("lin_"):
+        try:
+            return float(value[4:]) > 0
+        except ValueError:
+            return False
+    return _is_number(value) and value > 0
+
+
+_POSITIVE_INT: _Check = ("an integer >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+_COUNT: _Check = ("an integer >= 0 (0 turns it off)", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+_SCHEDULE: _Check = ("a number > 0 or 'lin_<number>' (linear decay to 0)", _is_schedule)
+_NON_NEGATIVE: _Check = ("a number >= 0", lambda v: _is_number(v) and v >= 0)
+_BOOL: _Check = ("true or false", lambda v: isinstance(v, bool))
+
+#: Hyperparameters the pipeline understands: algorithm arguments and pipeline settings.
+SCHEMA: dict[str, _Check] = {
+    "learning_rate": _SCHEDULE,
+    "n_steps": _POSITIVE_INT,
+    "batch_size": _POSITIVE_INT,
+    "n_epochs": _POSITIVE_INT,
+    "gamma": ("a number in (0, 1]", lambda v: _is_number(v) and 0 < v <= 1),
+    "gae_lambda": ("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
+    "clip_range": _SCHEDULE,
+    "clip_range_vf": ("null, a number > 0 or 'lin_<number>'", lambda v: v is None or _is_schedule(v)),
+    "normalize_advantage": _BOOL,
+    "ent_coef": _NON_NEGATIVE,
+    "vf_coef": _NON_NEGATIVE,
+    "max_grad_norm": ("a number > 0", lambda v: _is_number(v) and v > 0),
+    "use_sde": _BOOL,
+    "sde_sample_freq": ("an integer (-1: only at rollout start)", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "target_kl": ("null or a number > 0", lambda v: v is None or (_is_number(v) and v > 0)),
+    "sequence_length": _POSITIVE_INT,
+    "n_envs": _POSITIVE_INT,
+    "n_timesteps": _POSITIVE_INT,
+    "normalize": ("true, false or a mapping of VecNormalize options",
+                  lambda v: isinstance(v, bool) or isinstance(v, dict)),
+    "eval_freq": _COUNT,
+    "n_eval_episodes": _POSITIVE_INT,
+    "checkpoint_freq": _COUNT,
+    "policy_kwargs": ("a mapping", lambda v: isinstance(v, dict)),
+}
+#: Settings that configure the pipeline rather than the algorithm.
+PIPELINE_KEYS = ("n_envs", "n_timesteps", "normalize", "eval_freq", "n_eval_episodes", "checkpoint_freq")
+#: Hyperparameters only some algorithms take.
+ALGORITHM_ONLY = {"sequence_length": ("RecurrentPPO",)}
+_VECNORMALIZE_OPTIONS = ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon")
+
+
+def _check_name(name: str, allowed: Sequence[str], what: str) -> None:
+    if name in allowed:
+        return
+    close = difflib.get_close_matches(name, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"unknown {what} {name!r}{hint}; known: {', '.join(sorted(allowed))}.")
+
+
+def check_hyperparams(hyperparams: Mapping[str, Any], algorithm: str, origin: str = "hyperparameter") -> None:
+    """Names and value types of ``hyperparams`` for ``algorithm`` (raises :class:`ConfigError`)."""
+    allowed = [k for k in SCHEMA if algorithm in ALGORITHM_ONLY.get(k, (algorithm,))]
+    for name, value in hyperparams.items():
+        _check_name(name, allowed, origin)
+        expected, check = SCHEMA[name]
+        if not check(value):
+            raise ConfigError(f"{origin} {name}={value!r} is invalid: expected {expected}.")
+    normalize = hyperparams.get("normalize")
+    if isinstance(normalize, dict):
+        for option in normalize:
+            _check_name(option, _VECNORMALIZE_OPTIONS, "VecNormalize option")
+    activation = hyperparams.get("policy_kwargs", {}).get("activation_fn")
+    if activation is not None:
+        _check_name(str(activation), list(ACTIVATIONS), "activation_fn")
+
+
+# ---------------------------------------------------------------------------------------------- sources
+def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = _deep_merge(merged[key], value) if isinstance(value, Mapping) and isinstance(
+            merged.get(key), Mapping) else value
+    return merged
+
+
+def load_hyperparams(algorithm: str, env_id: str) -> dict[str, Any]:
+    """The shipped hyperparameters of ``algorithm`` for ``env_id``: its entry merged over ``default``."""
+    text = (resources.files("ltc_rl") / "hyperparams" / HYPERPARAM_FILES[algorithm]).read_text()
+    table = yaml.safe_load(text) or {}
+    return _deep_merge(table.get("default", {}), table.get(env_id, {}))
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        for convert in (int, float):
+            try:
+                return convert(value)
+            except ValueError:
+                pass
+    return value
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["n_steps=256", "policy_kwargs.units=32"]`` -> ``{"n_steps": 256, "policy_kwargs": {"units": 32}}``."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"hyperparameter override {item!r} is not NAME=VALUE (e.g. n_steps=256).")
+        *parents, leaf = [part.strip() for part in name.split(".")]
+        target = overrides
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"hyperparameter override {item!r} conflicts with an earlier one.")
+        target[leaf] = _parse_value(text.strip())
+    return overrides
+
+
+def check_env_id(env_id: str, env_ids: Sequence[str] | None = None) -> None:
+    """Raises :class:`ConfigError` if ``env_id`` is not among ``env_ids`` (listing them), or, without
+    ``env_ids``, not registered with gymnasium (naming the closest registered ids)."""
+    if env_ids is not None:
+        _check_name(env_id, list(env_ids), "environment id")
+        return
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ConfigError(f"unknown environment id {env_id!r}.{hint}")
+
+
+# ---------------------------------------------------------------------------------------------- config
+@dataclass
+class RunConfig:
+    """Everything that defines a run; saved as ``config.yaml`` (plus versions and the command)."""
+
+    env_id: str
+    policy: str
+    algorithm: str
+    policy_class: str
+    total_timesteps: int
+    n_envs: int
+    seed: int
+    device: str
+    hyperparams: dict[str, Any]
+    normalize: bool | dict[str, Any] = True
+    eval_freq: int = 20_000
+    n_eval_episodes: int = 5
+    checkpoint_freq: int = 50_000
+    #: keyword options of the env factory (``envs.make``: obs_noise, irregular, dt_in_obs).
+    env_options: dict[str, Any] = field(default_factory=dict)
+    #: "dummy" (one process) or "subproc" (one process per copy).
+    vec_env: str = "dummy"
+    #: the environment's nominal control period (what its reset reports as elapsed time; 1.0 if
+    #: nothing): recurrent policies feed the cells ``dt`` in this unit. Set by :func:`validate`.
+    time_unit: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+        names = {f.name for f in fields(cls)}
+        missing = [f.name for f in fields(cls)
+                   if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise ConfigError(f"{CONFIG_FILE} lacks {missing}; it was not written by this pipeline.")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def algorithm_kwargs(self) -> dict[str, Any]:
+        """Constructor keyword arguments for the algorithm (schedules and activations converted)."""
+        kwargs: dict[str, Any] = {}
+        for name, value in self.hyperparams.items():
+            if isinstance(value, str) and value.startswith("lin_"):
+                value = LinearSchedule(float(value[4:]), 0.0, 1.0)
+            kwargs[name] = value
+        policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))
+        if isinstance(policy_kwargs.get("activation_fn"), str):
+            policy_kwargs["activation_fn"] = ACTIVATIONS[policy_kwargs["activation_fn"]]
+        if self.algorithm == "RecurrentPPO" and self.time_unit is not None:
+            policy_kwargs.setdefault("time_unit", self.time_unit)
+        kwargs["policy_kwargs"] = policy_kwargs
+        return kwargs
+
+    def normalize_kwargs(self) -> dict[str, Any] | None:
+        """VecNormalize options, or None without normalisation."""
+        if self.normalize is False:
+            return None
+        options = {} if self.normalize is True else dict(self.normalize)
+        options.setdefault("gamma", self.hyperparams.get("gamma", 0.99))
+        return options
+
+
+def _resolve_device(device: str) -> str:
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda.")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but no CUDA device is available; use --device cpu.")
+    return device
+
+
+def resolve_config(env_id: str, policy: str = "ltc", total_timesteps: int | None = None, n_envs: int | None = None,
+                   seed: int | None = None, device: str = "auto", overrides: Mapping[str, Any] | None = None,
+                   env_options: Mapping[str, Any] | None = None, vec_env: str = "dummy",
+                   env_ids: Sequence[str] | None = None) -> RunConfig:
+    """Shipped defaults < ``overrides`` < explicit arguments, checked; raises :class:`ConfigError`.
+
+    ``env_options`` go to the env factory (checked when :func:`validate` builds the environment);
+    ``env_ids``: the ids the env factory supports (default: any gymnasium id).
+    """
+    check_env_id(env_id, env_ids)
+    _check_name(vec_env, list(VEC_ENVS), "vec_env")
+    _check_name(policy, list(POLICIES), "policy")
+    choice = POLICIES[policy]
+    overrides = dict(overrides or {})
+    check_hyperparams(overrides, choice.algorithm)
+    hyperparams = _deep_merge(load_hyperparams(choice.algorithm, env_id), overrides)
+    hyperparams["policy_kwargs"] = _deep_merge(hyperparams.get("policy_kwargs", {}), choice.policy_kwargs)
+    check_hyperparams(hyperparams, choice.algorithm, origin=f"hyperparameter (from {HYPERPARAM_FILES[choice.algorithm]})")
+    for name, value in (("total_timesteps", total_timesteps), ("n_envs", n_envs)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}.")
+    pipeline = {key: hyperparams.pop(key) for key in PIPELINE_KEYS if key in hyperparams}
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**31))
+    return RunConfig(
+        env_id=env_id, policy=policy, algorithm=choice.algorithm, policy_class=choice.policy_class,
+        total_timesteps=int(total_timesteps or pipeline.get("n_timesteps", 1_000_000)),
+        n_envs=int(n_envs or pipeline.get("n_envs", 1)), seed=int(seed), device=_resolve_device(device),
+        hyperparams=hyperparams, normalize=pipeline.get("normalize", True),
+        eval_freq=int(pipeline.get("eval_freq", 20_000)), n_eval_episodes=int(pipeline.get("n_eval_episodes", 5)),
+        checkpoint_freq=int(pipeline.get("checkpoint_freq", 50_000)),
+        env_options={k: list(v) if isinstance(v, tuple) else v for k, v in (env_options or {}).items()},
+        vec_env=vec_env,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- building
+VEC_ENVS: dict[str, type[VecEnv]] = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
+
+#: ``make_env(env_id, n_envs, seed, vec_env, monitor_dir, monitor_kwargs, **env_options) -> VecEnv``.
+EnvFactory = Callable[..., VecEnv]
+
+
+def sb3_make_vec(env_id: str, n_envs: int = 1, seed: int | None = None, vec_env: str = "dummy",
+                 monitor_dir: str | None = None, monitor_kwargs: dict[str, Any] | None = None,
+                 **env_options: Any) -> VecEnv:
+    """The default env factory: stable-baselines3's ``make_vec_env`` (plain gymnasium tasks, no env options)."""
+    if env_options:
+        raise ConfigError(f"environment options {sorted(env_options)} need an env factory that supports them; "
+                          "pass make_env=envs.make_vec (scripts/train.py does).")
+    return make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=VEC_ENVS[vec_env], monitor_dir=monitor_dir,
+                        monitor_kwargs=monitor_kwargs)
+
+
+def _make_training_env(config: RunConfig, make_env: EnvFactory, seed: int, monitor_dir: Path | None,
+                       append: bool = False) -> VecEnv:
+    """``n_envs`` Monitor-wrapped copies; ``append`` continues existing Monitor CSVs (resumed runs)."""
+    return make_env(config.env_id, n_envs=config.n_envs, seed=seed, vec_env=config.vec_env,
+                    monitor_dir=None if monitor_dir is None else str(monitor_dir),
+                    monitor_kwargs={"override_existing": not append}, **config.env_options)
+
+
+def build_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
+    """A fresh model of ``config`` on ``env``."""
+    algorithm = ALGORITHMS[config.algorithm]
+    return algorithm(config.policy_class, env, seed=config.seed, device=config.device, verbose=0,
+                     **config.algorithm_kwargs())
+
+
+def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec) -> None:
+    """Build the environments and the model once, so that any remaining problem surfaces before training.
+
+    Also sets ``config.time_unit`` (when unset) to the nominal control period the environment reports at reset.
+    """
+    try:
+        env = _make_training_env(config, make_env, config.seed, None)
+        env.reset()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to create the task is a configuration error
+        raise ConfigError(f"cannot create environment {config.env_id!r} with options {config.env_options}: "
+                          f"{exc}") from exc
+    if config.time_unit is None:
+        config.time_unit = nominal_elapsed_time(env) or DEFAULT_ELAPSED_TIME
+    try:
+        build_model(config, env)
+    except (ValueError, TypeError, AssertionError, KeyError) as exc:
+        raise ConfigError(f"invalid hyperparameters for --policy {config.policy} on {config.env_id}: {exc}") from exc
+    finally:
+        env.close()
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in _VERSIONED_PACKAGES:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def _write_config(run_dir: Path, config: RunConfig, history: list[dict[str, Any]]) -> None:
+    document = {**config.to_dict(), "versions": _versions(), "sessions": history}
+    text = yaml.safe_dump(document, sort_keys=False)
+    atomic_write(run_dir / CONFIG_FILE, lambda handle: handle.write(text.encode()))
+
+
+def _session_record(kind: str, argv: Sequence[str] | None) -> dict[str, Any]:
+    command = " ".join(shlex.quote(a) for a in (sys.argv if argv is None else argv))
+    return {"kind": kind, "command": command, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": _versions()}
+
+
+# ---------------------------------------------------------------------------------------------- running
+#: Called with the evaluation history (timesteps, results, ep_lengths arrays) after every evaluation.
+EvaluationHook = Callable[[dict[str, np.ndarray]], None]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    timesteps: int
+    final_mean_reward: float
+    best_mean_reward: float
+
+
+def train(config: RunConfig, output: str | Path, progress_bar: bool = True,
+          argv: Sequence[str] | None = None, on_evaluation: EvaluationHook | None = None,
+          make_env: EnvFactory = sb3_make_vec) -> TrainResult:
+    """Validate ``config``, create the run folder ``output`` (which must not exist) and train.
+
+    ``make_env``: the env factory (signature of ``envs.make_vec``, see the module docstring).
+
+    ``on_evaluation(history)`` runs after every evaluation (e.g. to report to a hyperparameter search).
+    """
+    run_dir = Path(output)
+    if run_dir.exists():
+        raise ConfigError(f"output folder {run_dir} already exists; pass --resume {run_dir} to continue it, "
+                          "or choose another --output.")
+    validate(config, make_env)
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output folder {run_dir} ({exc.strerror or exc}); choose another "
+                          "--output.") from exc
+    history = [_session_record("train", argv)]
+    _write_config(run_dir, config, history)
+    return _run(config, run_dir, None, progress_bar, session=len(history), on_evaluation=on_evaluation,
+                make_env=make_env)
+
+
+def resume(run_dir: str | Path, total_timesteps: int | None = None, device: str | None = None,
+           progress_bar: bool = True, argv: Sequence[str] | None = None,
+           on_evaluation: EvaluationHook | None = None, make_env: EnvFactory = sb3_make_vec) -> TrainResult:
+    """Continue the run in ``run_dir`` from its newest checkpoint, up to ``total_timesteps`` (default: as configured).
+
+    The environment is rebuilt by ``make_env`` with the env options recorded in ``config.yaml``.
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (no {CONFIG_FILE}); nothing to resume.")
+    document = _read_run_config(config_path)
+    config = RunConfig.from_dict(document)
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    if checkpoint is None:
+        raise ConfigError(f"no checkpoint in {run_dir / 'checkpoints'}; nothing to resume.")
+    if total_timesteps is not None:
+        if total_timesteps < 1:
+            raise ConfigError(f"total_timesteps must be an integer >= 1, got {total_timesteps!r}.")
+        config.total_timesteps = int(total_timesteps)
+    if device is not None:
+        config.device = _resolve_device(device)
+    if checkpoint[0] >= config.total_timesteps:
+        raise ConfigError(f"{run_dir} already reached {checkpoint[0]} of {config.total_timesteps} steps; pass a "
+                          "larger --total-timesteps to train further.")
+    _check_checkpoint_fits(config, checkpoint, make_env)
+    history = list(document.get("sessions", [])) + [_session_record("resume", argv)]
+    _write_config(run_dir, config, history)
+    remove_stale_temporaries(run_dir)
+    return _run(config, run_dir, checkpoint, progress_bar, session=len(history), on_evaluation=on_evaluation,
+                make_env=make_env)
+
+
+#: How a ``SubprocVecEnv`` reports workers that are gone (a terminal's Ctrl-C reaches them too).
+_WORKER_GONE = (EOFError, BrokenPipeError, ConnectionResetError)
+
+
+def _read_run_config(path: Path) -> dict[str, Any]:
+    """A run's ``config.yaml`` as a dict; :class:`ConfigError` if it is unreadable or not a run configuration."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path} is unreadable ({type(exc).__name__}); the run cannot be resumed with it, start "
+                          "a new run (its settings are in the file and in logs/).") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path} is not a run configuration (a {type(document).__name__}); it was not written by "
+                          "this pipeline.")
+    if document.get("algorithm") not in ALGORITHMS:
+        raise ConfigError(f"{path} names algorithm {document.get('algorithm')!r}; known: {', '.join(ALGORITHMS)}.")
+    return document
+
+
+def _check_checkpoint_fits(config: RunConfig, checkpoint: tuple[int, Path, Path | None],
+                           make_env: EnvFactory) -> None:
+    """The checkpoint's model and statistics fit the environment ``config`` describes (checked before resuming
+    changes anything in the run folder)."""
+    try:
+        env = _make_training_env(config, make_env, config.seed, None)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to create the task is a configuration error
+        raise ConfigError(f"cannot create environment {config.env_id!r} with options {config.env_options}: "
+                          f"{exc}") from exc
+    try:
+        data = inspect_model_file(checkpoint[1])
+        check_spaces(checkpoint[1], data["observation_space"], data["action_space"], env)
+        if checkpoint[2] is not None:
+            load_vecnormalize(checkpoint[2], env)
+        elif config.normalize_kwargs() is not None:
+            raise ModelFileError(f"checkpoint {checkpoint[1]} lacks its VecNormalize statistics "
+                                 f"({checkpoint[1].stem}_{VECNORMALIZE_FILE}); the policy needs them, so the run "
+                                 "cannot be resumed from it.")
+    finally:
+        env.close()
+
+
+def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | None] | None, progress_bar: bool,
+         session: int, on_evaluation: EvaluationHook | None = None,
+         make_env: EnvFactory = sb3_make_vec) -> TrainResult:
+    start_steps = 0 if checkpoint is None else checkpoint[0]
+    state = None
+    if checkpoint is not None:  # episodes a killed run logged after the checkpoint are stepped through again
+        state = read_training_state(checkpoint_files(checkpoint[1].parent, start_steps)[2])
+        rewind_monitor_files(run_dir / "monitor", (state or {}).get("monitor_sizes", {}))
+    env = VecCheckFinite(_make_training_env(config, make_env, config.seed + start_steps, run_dir / "monitor",
+                                            append=checkpoint is not None), "training environment", start_steps)
+    normalize = config.normalize_kwargs()
+    eval_env = VecCheckFinite(make_env(config.env_id, n_envs=min(config.n_eval_episodes, config.n_envs),
+                                       seed=config.seed + 1_000_003 + start_steps, **config.env_options),
+                              "evaluation environment")
+    if normalize is not None:
+        if checkpoint is not None and checkpoint[2] is not None:
+            env = load_vecnormalize(checkpoint[2], env)
+        else:
+            env = VecNormalize(env, **normalize)
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False, **{
+            k: v for k, v in normalize.items() if k not in ("norm_reward", "clip_reward")})
+    if checkpoint is None:
+        model = build_model(config, env)
+    else:
+        model = load_model(checkpoint[1], env=env, device=config.device, algorithm=ALGORITHMS[config.algorithm])
+        restore_training_state(model, state, config.seed + start_steps)
+    model.set_logger(configure(str(run_dir / "logs" / f"session_{session}"), ["csv", "tensorboard"]))
+
+    title = f"{config.policy} on {config.env_id} (seed {config.seed})"
+    curve = run_dir / "learning_curve.png"
+    checkpoints = CheckpointCallback(config.checkpoint_freq, run_dir / "checkpoints", monitor_dir=run_dir / "monitor")
+
+    def evaluated(history: dict[str, np.ndarray]) -> None:
+        plot_learning_curve(curve, history, run_dir / "monitor", title)
+        if on_evaluation is not None:
+            on_evaluation(history)
+
+    evaluation = EvalCallback(eval_env, config.eval_freq, config.n_eval_episodes, run_dir, run_dir / "best",
+                              on_evaluation=evaluated)
+    try:
+        with StopRequest() as stop:  # Ctrl-C / SIGTERM: stop after the current step, save a checkpoint, exit
+            callbacks = CallbackList([DivergenceCallback(run_dir / "checkpoints"), stop.callback(), checkpoints,
+                                      evaluation])
+            try:
+                model.learn(config.total_timesteps - model.num_timesteps, callback=callbacks,
+                            progress_bar=progress_bar, reset_num_timesteps=checkpoint is None,
+                            tb_log_name=config.policy)
+            except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be installed
+                stop.signal_number = stop.signal_number or signal.SIGINT
+            except _WORKER_GONE:  # subprocess environments killed by the same Ctrl-C; the model is intact
+                if stop.signal_number is None:
+                    raise
+            if stop.signal_number is not None:
+                with stop.deferred():
+                    saved = checkpoints.save()
+                raise TrainingInterrupted(f"{signal.Signals(stop.signal_number).name} at timestep "
+                                          f"{model.num_timesteps}: checkpoint {saved} saved; continue with --resume "
+                                          f"{run_dir}", stop.signal_number)
+        final = evaluation.history["results"][-1] if evaluation.evaluated_now else None
+        final_mean = float(np.mean(final)) if final is not None else evaluation.evaluate()
+        checkpoints.save()
+        vec_normalize = model.get_vec_normalize_env()
+        if vec_normalize is not None:
+            save_vecnormalize(vec_normalize, run_dir / VECNORMALIZE_FILE)
+        save_model(model, run_dir / MODEL_FILE)
+        plot_learning_curve(curve, evaluation.history, run_dir / "monitor", title)
+    finally:
+        for venv in (env, eval_env):
+            try:
+                venv.close()
+            except _WORKER_GONE:  # nothing left to close
+                pass
+    return TrainResult(run_dir, model.num_timesteps, final_mean, evaluation.best_mean_reward)

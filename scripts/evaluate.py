@@ -1,0 +1,67 @@
+"""Evaluate a trained run: returns, robustness to observation noise, neuron activity, video.
+
+    python scripts/evaluate.py --model runs/HalfCheetah-v4_ltc_seed0 --episodes 10 --deterministic
+    python scripts/evaluate.py --model RUN_DIR --obs-noise 0 0.1 0.2 --json eval.json     # robustness table
+    python scripts/evaluate.py --model RUN_DIR --plot-neurons neurons.png --video cheetah.mp4
+    python scripts/evaluate.py --model RUN_DIR/best --env HalfCheetahNoVel-v4             # another task id
+
+The environment is rebuilt with the options the run was trained with (config.yaml); --env and
+--obs-noise replace the task id and the noise level. Video needs MuJoCo's offscreen renderer
+(MUJOCO_GL=egl or osmesa); where no OpenGL works, the message says so and the rest is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agents import LTCAgent
+from agents.evaluation import format_table, plot_neuron_activity, record_episode, record_video, robustness, write_json
+from ltc_rl.errors import cli_main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, metavar="RUN_DIR",
+                        help="run folder of scripts/train.py (or its best/ folder, or a model .zip)")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes per setting (default 10)")
+    parser.add_argument("--env", help="task id to evaluate on (default: the run's)")
+    parser.add_argument("--obs-noise", type=float, nargs="+", metavar="SIGMA",
+                        help="observation-noise level(s); several give a robustness table (default: the run's)")
+    parser.add_argument("--deterministic", action="store_true", help="act with the mean action (default: sample)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation environments (default 0)")
+    parser.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
+    parser.add_argument("--plot-neurons", metavar="OUT.png",
+                        help="neuron activity over one episode (+ OUT_wiring.png, the wiring diagram)")
+    parser.add_argument("--video", metavar="OUT.mp4", help="render one episode (.mp4 or .gif)")
+    parser.add_argument("--video-steps", type=int, default=1000, help="at most this many video frames (default 1000)")
+    parser.add_argument("--device", default="cpu", help="torch device of the agent (default cpu)")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    agent = LTCAgent.load(args.model, device=args.device)
+    levels = args.obs_noise or [None]
+    results = robustness(agent, levels, args.episodes, args.env, args.deterministic, args.seed)
+    print(format_table(results))
+    if args.json:
+        print(f"wrote {write_json(args.json, agent, results, deterministic=args.deterministic, seed=args.seed)}")
+    if args.plot_neurons:
+        trace = record_episode(agent, args.env, levels[0], args.seed, args.deterministic)
+        for path in plot_neuron_activity(agent, trace, args.plot_neurons):
+            print(f"wrote {path}")
+    if args.video:  # last: where no OpenGL works, everything else is already written (exit code 1)
+        path, frames = record_video(agent, args.video, args.env, levels[0], args.seed, args.deterministic,
+                                    args.video_steps)
+        print(f"wrote {path} ({frames} frames)")
+    return 0
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    """Bad input, missing or corrupt run files, mismatched environments: one ``error:`` line, exit code 2."""
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

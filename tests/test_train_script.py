@@ -1,0 +1,157 @@
+"""scripts/train.py and the run-folder pipeline (ltc_rl.training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from ltc_rl.kernels import compile_mode
+from ltc_rl.rl import RecurrentPPO
+from ltc_rl.rl.callbacks import atomic_write, latest_checkpoint
+from ltc_rl.training import ConfigError, parse_overrides, resolve_config
+
+from conftest import REPO_ROOT
+
+_spec = importlib.util.spec_from_file_location("train_script", REPO_ROOT / "scripts" / "train.py")
+train_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(train_script)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _eager_kernels():
+    """Tiny runs: torch.compile's start-up would dominate, so run the kernels eagerly."""
+    with compile_mode(False):
+        yield
+
+TINY = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "sequence_length=8", "--hp", "n_epochs=1",
+        "--hp", "eval_freq=128", "--hp", "n_eval_episodes=2", "--hp", "checkpoint_freq=128",
+        "--hp", "policy_kwargs.units=4", "--no-progress"]
+
+
+def _fails(argv: list[str], capsys, match: str) -> None:
+    assert train_script.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--env", "HalfCheetah-v9"], "unknown environment id 'HalfCheetah-v9'"),
+    (["--env", "CartPole-v1", "--policy", "transformer"], "unknown policy 'transformer'"),
+    (["--env", "CartPole-v1", "--hp", "n_step=64"], "unknown hyperparameter 'n_step' (did you mean 'n_steps'?)"),
+    (["--env", "CartPole-v1", "--hp", "n_steps=abc"], "n_steps='abc' is invalid: expected an integer >= 1"),
+    (["--env", "CartPole-v1", "--hp", "n_steps=-4"], "expected an integer >= 1"),
+    (["--env", "CartPole-v1", "--hp", "learning_rate=fast"], "expected a number > 0 or 'lin_<number>'"),
+    (["--env", "CartPole-v1", "--hp", "gamma=1.5"], "gamma=1.5 is invalid"),
+    (["--env", "CartPole-v1", "--policy", "mlp", "--hp", "sequence_length=8"], "unknown hyperparameter 'sequence_length'"),
+    (["--env", "CartPole-v1", "--hp", "normalize=maybe"], "normalize='maybe' is invalid"),
+    (["--env", "CartPole-v1", "--hp", "policy_kwargs.activation_fn=swish"], "unknown activation_fn 'swish'"),
+    (["--env", "CartPole-v1", "--hp", "policy_kwargs.wiring=mesh"], "unknown wiring 'mesh'"),
+    (["--env", "CartPole-v1", "--hp", "batch_size=100"], "multiple of sequence_length"),
+    (["--env", "CartPole-v1", "--hp", "n_steps"], "is not NAME=VALUE"),
+    (["--env", "CartPole-v1", "--total-timesteps", "0"], "total_timesteps must be an integer >= 1"),
+    (["--policy", "ltc"], "pass --env ENV_ID"),
+    (["--resume", "somewhere", "--env", "CartPole-v1"], "drop --env"),
+])
+def test_bad_input_is_one_clear_error_line_before_anything_is_created(argv, match, capsys, tmp_path):
+    output = tmp_path / "run"
+    _fails([*argv, "--output", str(output)] if "--resume" not in argv else argv, capsys, match)
+    assert not output.exists()
+
+
+def test_cuda_request_without_cuda_is_an_error(capsys, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    _fails(["--env", "CartPole-v1", "--device", "cuda", "--output", str(tmp_path / "r")], capsys, "no CUDA device")
+
+
+def test_existing_output_folder_is_never_overwritten(capsys, tmp_path):
+    (tmp_path / "keep.txt").write_text("precious")
+    _fails(["--env", "CartPole-v1", "--output", str(tmp_path)], capsys, "already exists; pass --resume")
+    assert (tmp_path / "keep.txt").read_text() == "precious"
+
+
+def test_resume_needs_a_run_folder_with_a_checkpoint(capsys, tmp_path):
+    _fails(["--resume", str(tmp_path)], capsys, "is not a run folder")
+
+
+def test_error_exit_code_from_the_shell(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "train.py"), "--env", "NoSuchEnv-v0",
+                             "--output", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: unknown environment id 'NoSuchEnv-v0'")
+
+
+def test_overrides_and_shipped_defaults_resolve_in_order():
+    assert parse_overrides(["n_steps=256", "learning_rate=1e-3", "policy_kwargs.units=32", "target_kl=null",
+                            "normalize=false", "learning_rate=lin_3e-4"]) == {
+        "n_steps": 256, "learning_rate": "lin_3e-4", "policy_kwargs": {"units": 32}, "target_kl": None,
+        "normalize": False}
+    config = resolve_config("HalfCheetah-v4", "ncp", n_envs=2, seed=5, overrides={"policy_kwargs": {"units": 24}})
+    assert config.n_envs == 2 and config.seed == 5 and config.total_timesteps == 1_000_000
+    assert config.hyperparams["policy_kwargs"]["units"] == 24
+    assert config.hyperparams["policy_kwargs"]["wiring"] == "ncp"
+    assert config.hyperparams["gamma"] == 0.98  # from the HalfCheetah-v4 entry, not the default
+    assert config.normalize is True
+    with pytest.raises(ConfigError):
+        resolve_config("HalfCheetah-v4", "ltc", overrides={"clip_range": -1})
+
+
+def test_train_writes_a_complete_run_folder_and_resume_continues_it(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["--env", "Pendulum-v1", "--policy", "ltc", "--total-timesteps", "256", "--n-envs", "2", "--seed", "7",
+            "--output", str(run), *TINY]
+    assert train_script.main(argv) == 0
+    for name in ("model.zip", "vecnormalize.pkl", "config.yaml", "evaluations.npz", "learning_curve.png",
+                 "best/model.zip", "best/vecnormalize.pkl", "monitor/0.monitor.csv", "monitor/1.monitor.csv"):
+        assert (run / name).is_file(), name
+    assert list((run / "logs" / "session_1").glob("events.out.tfevents.*"))
+    assert (run / "logs" / "session_1" / "progress.csv").is_file()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["seed"] == 7 and config["policy_class"] == "MlpLtcPolicy" and config["n_envs"] == 2
+    assert config["hyperparams"]["n_steps"] == 32 and config["versions"]["torch"] == torch.__version__
+    steps, model_path, stats_path = latest_checkpoint(run / "checkpoints")
+    assert steps == 256 and stats_path is not None
+    checkpoint = RecurrentPPO.load(model_path, device="cpu")
+    assert checkpoint.num_timesteps == 256 and checkpoint.policy.optimizer.state_dict()["state"]
+    assert not list(run.rglob(".*.tmp"))
+
+    assert train_script.main(["--resume", str(run), "--total-timesteps", "384", "--no-progress"]) == 0
+    assert "done: 384 steps" in capsys.readouterr().out
+    resumed = RecurrentPPO.load(run / "model.zip", device="cpu")
+    assert resumed.num_timesteps == 384
+    assert (run / "logs" / "session_2" / "progress.csv").is_file()
+    history = np.load(run / "evaluations.npz")
+    assert list(history["timesteps"]) == [128, 256, 384]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["total_timesteps"] == 384 and [s["kind"] for s in config["sessions"]] == ["train", "resume"]
+    assert train_script.main(["--resume", str(run), "--no-progress"]) == 2  # already at its total
+
+
+def test_mlp_policy_runs_through_the_same_pipeline(tmp_path):
+    run = tmp_path / "mlp"
+    argv = ["--env", "CartPole-v1", "--policy", "mlp", "--total-timesteps", "128", "--n-envs", "2", "--seed", "1",
+            "--output", str(run), "--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "eval_freq=0",
+            "--hp", "n_eval_episodes=1", "--no-progress"]
+    assert train_script.main(argv) == 0
+    from stable_baselines3 import PPO
+    assert PPO.load(run / "model.zip").num_timesteps == 128
+    assert len(np.load(run / "evaluations.npz")["timesteps"]) == 1  # the final evaluation
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "file.bin"
+    atomic_write(target, lambda handle: handle.write(b"old"))
+
+    def broken(handle):
+        handle.write(b"half")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, broken)
+    assert target.read_bytes() == b"old"
