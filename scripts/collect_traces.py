@@ -20,7 +20,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="HalfCheetah-v4", help="environment id (default HalfCheetah-v4)")
     parser.add_argument("--model", default=None,
-                        help="trained RecurrentPPO run folder (best_model.zip / model.zip, optional vecnormalize.pkl) "
+                        help="trained RecurrentPPO run folder (best/model.zip, else model.zip, with the vecnormalize.pkl beside it) "
                              "or .zip file; default: uniformly random actions")
     parser.add_argument("--stochastic", action="store_true", help="sample the trained policy's actions instead of "
                         "taking the mode")

@@ -56,22 +56,26 @@ def compile_mode(enabled: bool) -> Iterator[None]:
         set_compile_enabled(previous)
 
 
-def _own_copy(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` with its own code object: torch.compile caches (and limits) compiled graphs per code
-    object, so every static configuration of a kernel gets its own cache instead of sharing one."""
-    if not isinstance(fn, types.FunctionType):
-        return fn
-    copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-    copy.__kwdefaults__ = fn.__kwdefaults__
-    return functools.update_wrapper(copy, fn)
+def _bind(fn: Callable[..., Any], static: dict[str, Any]) -> Callable[..., Any]:
+    """``fn`` with ``static`` bound, as a function with its own code object.
+
+    torch.compile caches compiled graphs (and caps their number) per code object; a
+    ``functools.partial`` would share one wrapper frame, and so one cache, among all kernels.
+    """
+    def bound(*args: Any) -> Any:
+        return fn(*args, **static)
+
+    name = getattr(fn, "__name__", "kernel")
+    own = types.FunctionType(bound.__code__.replace(co_name=name), bound.__globals__, name, None, bound.__closure__)
+    own.__doc__ = fn.__doc__
+    return own
 
 
 class _Fallback:
     """Runs the eager function when compilation is off or failed; warns once on failure."""
 
     def __init__(self, fn: Callable[..., Any], static: dict[str, Any]) -> None:
-        fn = _own_copy(fn)
-        self.eager = functools.partial(fn, **static) if static else fn
+        self.eager = _bind(fn, static)
         self.name = getattr(fn, "__name__", repr(fn))
         self._unavailable = False
 

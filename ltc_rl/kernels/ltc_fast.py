@@ -339,6 +339,14 @@ def _rows_per_chunk(syn: Synapses) -> int:
     return max(1, _CHUNK_ELEMENTS // syn.sigma.numel())
 
 
+def _chunks(rows_tensor: Tensor, rows: int) -> tuple[Tensor, ...]:
+    """Row chunks, marked dynamic so that a shorter last chunk does not trigger a second compile."""
+    chunks = rows_tensor.split(rows)
+    for chunk in chunks:
+        torch._dynamo.maybe_mark_dynamic(chunk, 0)
+    return chunks
+
+
 class _SynapseSums(torch.autograd.Function):
     """:func:`synapse_sums` over many rows (all time steps at once) in chunks, recomputed in backward."""
 
@@ -348,7 +356,7 @@ class _SynapseSums(torch.autograd.Function):
         syn = Synapses(sigma, mu, w, we, index)
         rows = _rows_per_chunk(syn)
         run = kernel(synapse_sums, _threads(min(rows, pre.shape[0]), syn))
-        sums = [run(chunk, syn) for chunk in pre.split(rows)]
+        sums = [run(chunk, syn) for chunk in _chunks(pre, rows)]
         ctx.save_for_backward(pre, sigma, mu, w, we, index)
         return torch.cat([num for num, _ in sums]), torch.cat([cond for _, cond in sums])
 
@@ -360,7 +368,7 @@ class _SynapseSums(torch.autograd.Function):
         rows = _rows_per_chunk(syn)
         run = kernel(_synapse_vjp, _threads(min(rows, pre.shape[0]), syn))
         g_pre, totals = [], None
-        for chunk, g_n, g_c in zip(pre.split(rows), g_num.split(rows), g_cond.split(rows)):
+        for chunk, g_n, g_c in zip(_chunks(pre, rows), _chunks(g_num, rows), _chunks(g_cond, rows)):
             g_chunk, grads = run(chunk, g_n, g_c, syn)
             g_pre.append(g_chunk)
             totals = grads if totals is None else tuple(a + b for a, b in zip(totals, grads))
@@ -368,10 +376,20 @@ class _SynapseSums(torch.autograd.Function):
         return (torch.cat(g_pre), *totals, None)
 
 
+def _per_step(*sequences: Tensor) -> list[list[Tensor]]:
+    """Each ``(time, ...)`` sequence as a list of separate per-step tensors.
+
+    Compiled kernels specialise on their inputs' storage offsets; slices ``x[t]`` of one
+    sequence tensor would make them recompile (twice) before settling on dynamic offsets.
+    """
+    return [[step_tensor.clone() for step_tensor in sequence.unbind(0)] for sequence in sequences]
+
+
 class _Sequence(torch.autograd.Function):
     """The state trajectory ``(time, batch, units)`` of a sequence, with an analytic, recomputing backward.
 
-    Saves only the states entering every unfold; nothing of size ``units**2`` per step.
+    Saves only the states entering every unfold and the synapse sums they produced; nothing of
+    size ``units**2`` per step.
     """
 
     @staticmethod
@@ -381,33 +399,42 @@ class _Sequence(torch.autograd.Function):
         solver, unfolds, epsilon = config
         nrn, syn = Neurons(gleak, vleak, cm), Synapses(sigma, mu, w, we, index)
         run = kernel(step, _threads(v.shape[0], syn), solver=solver, unfolds=unfolds, epsilon=epsilon, trace=True)
+        sn_t, sc_t, h_t = _per_step(sn, sc, h)
+        v = v.clone()
         states, traces = [], []
-        for t in range(sn.shape[0]):
+        for t in range(len(sn_t)):
             if keep is not None:
                 v = v * keep[t]
-            v, trace = run(v, sn[t], sc[t], h[t], nrn, syn)
+            v, trace = run(v, sn_t[t], sc_t[t], h_t[t], nrn, syn)
             states.append(v)
             traces.append(trace)
         ctx.config = config
-        ctx.save_for_backward(torch.stack(traces), sn, sc, h, keep, gleak, vleak, cm, sigma, mu, w, we, index)
+        ctx.steps = len(traces)
+        ctx.save_for_backward(*traces, sn, sc, h, keep, gleak, vleak, cm, sigma, mu, w, we, index)
         return torch.stack(states)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_states: Tensor) -> tuple[Tensor | None, ...]:
-        traces, sn, sc, h, keep, gleak, vleak, cm, sigma, mu, w, we, index = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        traces, (sn, sc, h, keep, gleak, vleak, cm, sigma, mu, w, we, index) = saved[:ctx.steps], saved[ctx.steps:]
         solver, unfolds, epsilon = ctx.config
         nrn, syn = Neurons(gleak, vleak, cm), Synapses(sigma, mu, w, we, index)
         run = kernel(step_backward, _threads(g_states.shape[1], syn), solver=solver, unfolds=unfolds,
                      epsilon=epsilon)
+        sn_t, sc_t, h_t = _per_step(sn, sc, h)
         acc = tuple(torch.zeros_like(p) for p in (gleak, vleak, cm, sigma, mu, w, we))
         g = torch.zeros_like(g_states[0])
-        g_sn, g_sc, g_h = torch.empty_like(sn), torch.empty_like(sc), torch.empty_like(h)
-        for t in reversed(range(sn.shape[0])):
-            g, g_sn[t], g_sc[t], g_h[t], acc = run(traces[t], g + g_states[t], sn[t], sc[t], h[t], nrn, syn, acc)
+        g_sn, g_sc, g_h = [], [], []
+        for t in reversed(range(ctx.steps)):
+            g, g_sn_t, g_sc_t, g_h_t, acc = run(traces[t], g + g_states[t], sn_t[t], sc_t[t], h_t[t], nrn, syn, acc)
+            g_sn.append(g_sn_t)
+            g_sc.append(g_sc_t)
+            g_h.append(g_h_t)
             if keep is not None:
                 g = g * keep[t]
-        return (g, g_sn, g_sc, g_h, None, *acc, None, None)
+        grads = (torch.stack(g_sn[::-1]), torch.stack(g_sc[::-1]), torch.stack(g_h[::-1]))
+        return (g, *grads, None, *acc, None, None)
 
 
 # ---------------------------------------------------------------------------- the cell API
@@ -530,9 +557,10 @@ def cell_sequence(cell: Any, x: Tensor, state: Tensor | None = None, dt: Tensor 
         run = kernel(step, _threads(batch, rec), solver=config[0], unfolds=config[1], epsilon=config[2],
                      trace=False)
         trajectory = []
-        for t in range(steps):
+        state = state.clone()
+        for sn_t, sc_t, h_t, t in zip(*_per_step(sn, sc, h), range(steps)):
             state = state if keep is None else state * keep[t]
-            state = run(state, sn[t], sc[t], h[t], nrn, rec)
+            state = run(state, sn_t, sc_t, h_t, nrn, rec)
             trajectory.append(state)
         states = torch.stack(trajectory)
     outputs = _affine(states[..., : cell.output_size], p.output_w, p.output_b).transpose(0, 1)

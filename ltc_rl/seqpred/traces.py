@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ltc_rl.errors import ConfigError, MissingFileError, OutputExistsError, SpaceMismatchError
+from ltc_rl.rl.callbacks import MODEL_FILE, VECNORMALIZE_FILE
 from ltc_rl.seqpred.data import TRACE_PATTERN
 
 __all__ = ["Policy", "random_policy", "collect_traces", "RecurrentModelPolicy", "load_run_policy"]
@@ -27,10 +28,9 @@ __all__ = ["Policy", "random_policy", "collect_traces", "RecurrentModelPolicy", 
 #: (e.g. to read the elapsed time) before it is asked for the next action.
 Policy = Callable[[np.ndarray], Any]
 
-#: Model files looked for in a run folder, in this order (then any single ``*.zip``).
-MODEL_FILES = ("best_model.zip", "model.zip", "final_model.zip")
-#: Observation-normalisation statistics (a pickled ``VecNormalize``) looked for in a run folder.
-NORMALIZER_FILES = ("vecnormalize.pkl", "vec_normalize.pkl")
+#: Model files looked for in a run folder (the layout of :mod:`ltc_rl.training`), in this order:
+#: the best evaluated model, then the final one (then any single ``*.zip``).
+MODEL_FILES = (f"best/{MODEL_FILE}", MODEL_FILE)
 
 
 def random_policy(action_space: gym.Space, seed: int = 0) -> Policy:
@@ -140,16 +140,15 @@ def load_run_policy(run: str | Path, deterministic: bool = True, device: str = "
     """Load a trained :class:`~ltc_rl.rl.RecurrentPPO` (a ``.zip`` or a run folder) as a trace policy.
 
     In a folder, the model is the first of :data:`MODEL_FILES` present (or the only ``.zip``), and
-    :data:`NORMALIZER_FILES` next to it supply observation normalisation.
+    the VecNormalize statistics saved next to it supply observation normalisation.
     """
     from ltc_rl.rl import RecurrentPPO
     from ltc_rl.rl.serialization import load_model, read_pickle
 
     run = Path(run)
     if run.is_file():
-        model_path, folder = run, run.parent
+        model_path = run
     elif run.is_dir():
-        folder = run
         named = [run / name for name in MODEL_FILES if (run / name).is_file()]
         zips = sorted(run.glob("*.zip"))
         if not named and len(zips) != 1:
@@ -160,9 +159,7 @@ def load_run_policy(run: str | Path, deterministic: bool = True, device: str = "
         raise MissingFileError(f"model {str(run)!r} does not exist; pass a trained run folder or its .zip file.")
     model = load_model(model_path, device=device, algorithm=RecurrentPPO)
     normalizer = None
-    for name in NORMALIZER_FILES:
-        if (folder / name).is_file():
-            normalizer = read_pickle(folder / name, "VecNormalize statistics")
-            normalizer.training = False
-            break
+    if (model_path.parent / VECNORMALIZE_FILE).is_file():
+        normalizer = read_pickle(model_path.parent / VECNORMALIZE_FILE, "VecNormalize statistics")
+        normalizer.training = False
     return RecurrentModelPolicy(model, normalizer, deterministic)
