@@ -28,7 +28,7 @@ def _frame_range(irregular: Sequence[int]) -> tuple[int, int]:
 
 def make(env_id: str, *, obs_noise: float = 0.0, irregular: Sequence[int] | None = None, dt_in_obs: bool = False,
          seed: int | None = None, render_mode: str | None = None,
-         env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
+         env_kwargs: Mapping[str, Any] | None = None, check_finite: bool = True) -> gym.Env:
     """Creates ``env_id`` (see :func:`envs.available_ids`) with the requested observation and timing wrappers.
 
     Args:
@@ -41,6 +41,7 @@ def make(env_id: str, *, obs_noise: float = 0.0, irregular: Sequence[int] | None
             with it, so the first ``reset()`` continues a reproducible stream.
         render_mode: passed to gymnasium ("rgb_array", "human", ...).
         env_kwargs: further keyword arguments for ``gymnasium.make`` (e.g. ``max_episode_steps``).
+        check_finite: raise a clear error on NaN / infinite observations (see below).
 
     Every step (and reset) reports simulated seconds in ``info[ELAPSED_TIME_KEY]``, with or
     without ``irregular``; observations are checked for NaN / infinity.
@@ -60,7 +61,8 @@ def make(env_id: str, *, obs_noise: float = 0.0, irregular: Sequence[int] | None
         env = GaussianObservationNoise(env, obs_noise, seed=seed)
     if dt_in_obs:
         env = ElapsedTimeObservation(env)
-    env = NonFiniteObservationCheck(env)
+    if check_finite:
+        env = NonFiniteObservationCheck(env)
     if seed is not None:
         env.action_space.seed(seed)
         env.observation_space.seed(seed)
@@ -82,6 +84,8 @@ def make_vec(env_id: str, n_envs: int = 1, seed: int | None = None,
     keyword options of :func:`make`. ``vec_env="subproc"`` runs each copy in its own process;
     ``monitor_dir`` writes the Monitor CSV files (``{i}.monitor.csv``) there; ``monitor_kwargs`` go to each
     ``Monitor`` (e.g. ``override_existing=False`` appends to existing files, as SB3's ``make_vec_env``).
+    With ``"subproc"`` the copies skip their own NaN check, whose error would die inside the worker
+    process: check in the parent with ``ltc_rl.rl.guards.VecCheckFinite`` (the training pipeline does).
     """
     check_env_id(env_id)
     if vec_env not in _VEC_ENV_CLASSES:
@@ -89,6 +93,7 @@ def make_vec(env_id: str, n_envs: int = 1, seed: int | None = None,
     if int(n_envs) != n_envs or n_envs < 1:
         raise ValueError(f"n_envs must be a positive integer; got {n_envs!r}.")
     inspect.signature(make).bind(env_id, **options)  # unknown options fail here, not in a worker process
+    options = {**options, "check_finite": vec_env == "dummy"}
     if monitor_dir is not None:
         os.makedirs(monitor_dir, exist_ok=True)
     env_fns = [
