@@ -70,7 +70,7 @@ from ltc_rl.rl.curves import plot_learning_curve
 from ltc_rl.rl.elapsed_time import DEFAULT_ELAPSED_TIME, nominal_elapsed_time
 from ltc_rl.rl.ppo import RecurrentPPO
 
-__all__ = ["ConfigError", "PolicyChoice", "POLICIES", "RunConfig", "TrainResult", "load_hyperparams",
+__all__ = ["ConfigError", "PolicyChoice", "POLICIES", "RunConfig", "TrainResult", "load_hyperparams", "parse_frame_range",
            "parse_overrides", "resolve_config", "validate", "train", "resume", "CONFIG_FILE", "EnvFactory", "sb3_make_vec", "VEC_ENVS"]
 
 CONFIG_FILE = "config.yaml"
@@ -209,6 +209,17 @@ def _parse_value(text: str) -> Any:
             except ValueError:
                 pass
     return value
+
+
+def parse_frame_range(text: str | None) -> list[int] | None:
+    """``"2,8"`` -> ``[2, 8]``: the ``--irregular MIN,MAX`` command-line argument (None stays None)."""
+    if text is None:
+        return None
+    try:
+        low, high = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--irregular takes MIN,MAX frame counts (e.g. --irregular 2,8), got {text!r}.") from None
+    return [low, high]
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import envs
 from ltc_rl.errors import cli_main
 from ltc_rl.rl.summary import find_runs, write_summary
 from ltc_rl.sweep import SCHEDULERS, SEARCH_ALGORITHMS, SweepSettings, load_search_space, run_sweep
-from ltc_rl.training import POLICIES, ConfigError
+from ltc_rl.training import POLICIES, ConfigError, parse_frame_range
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,16 +71,6 @@ def _seeds(text: str) -> tuple[int, ...]:
     return tuple(range(values[0]))
 
 
-def _frame_range(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        low, high = (int(part) for part in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--irregular takes MIN,MAX frame counts (e.g. --irregular 2,8), got {text!r}.") from None
-    return [low, high]
-
-
 def summarize(args: argparse.Namespace) -> None:
     paths = write_summary(find_runs(*args.summarize), args.summary_out or args.summarize[0], args.confidence)
     print(Path(paths["markdown"]).read_text())
@@ -96,7 +86,7 @@ def sweep(args: argparse.Namespace) -> int:
         search_space=load_search_space(args.search) if args.search else {}, search_alg=args.search_alg,
         samples=args.samples, scheduler=args.scheduler, grace_period=args.grace_period,
         search_seed=args.search_seed, device=args.device,
-        env_options={"obs_noise": args.obs_noise, "irregular": _frame_range(args.irregular),
+        env_options={"obs_noise": args.obs_noise, "irregular": parse_frame_range(args.irregular),
                      "dt_in_obs": args.dt_in_obs},
         vec_env=args.vec_env)
     result = run_sweep(settings, args.output or f"runs/sweep_{args.env}", address=args.address,

@@ -17,7 +17,7 @@ import sys
 
 import envs
 from ltc_rl.errors import cli_main
-from ltc_rl.training import POLICIES, ConfigError, parse_overrides, resolve_config, resume, train
+from ltc_rl.training import POLICIES, ConfigError, parse_frame_range, parse_overrides, resolve_config, resume, train
 
 ENV_OPTION_FLAGS = ("obs_noise", "irregular", "dt_in_obs", "vec_env")
 
@@ -45,17 +45,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def frame_range(text: str | None) -> list[int] | None:
-    """``"2,8"`` -> ``[2, 8]`` (the --irregular argument)."""
-    if text is None:
-        return None
-    try:
-        low, high = (int(part) for part in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--irregular takes MIN,MAX frame counts (e.g. --irregular 2,8), got {text!r}.") from None
-    return [low, high]
-
-
 def run(args: argparse.Namespace, argv: list[str]) -> None:
     if args.resume:
         fixed = [name for name in ("env", "policy", "n_envs", "seed", "output", *ENV_OPTION_FLAGS)
@@ -69,7 +58,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     else:
         if not args.env:
             raise ConfigError("pass --env ENV_ID (e.g. --env HalfCheetah-v4) or --resume RUN_DIR.")
-        env_options = {"obs_noise": args.obs_noise or 0.0, "irregular": frame_range(args.irregular),
+        env_options = {"obs_noise": args.obs_noise or 0.0, "irregular": parse_frame_range(args.irregular),
                        "dt_in_obs": bool(args.dt_in_obs)}
         config = resolve_config(args.env, args.policy or "ltc", args.total_timesteps, args.n_envs, args.seed,
                                 args.device or "auto", parse_overrides(args.hp), env_options=env_options,
