@@ -8,10 +8,12 @@ training sequence. This module computes exactly the same function, but
   a graph, saves only the ``(batch, units)`` state entering each unfold (and RK4 stage), and
   its hand-written backward recomputes the synapse activations step by step while it walks
   back in time (analytic vector-Jacobian products of the fused, Euler and RK4 solvers);
-* **exploits sparse wirings.** A dense population (fully connected, the sensory synapses) keeps
-  the parameters' ``(pre, post)`` layout and plain broadcasting; a sparse one (NCP) is stored
-  post-synaptic-major, slot ``(i, k)`` being the ``k``-th existing synapse onto neuron ``i``
-  (padded to the largest in-degree), so its cost scales with the synapse count, not ``units**2``;
+* **exploits sparse wirings.** Recurrent synapses are stored post-synaptic-major: slot ``(i, k)``
+  is the ``k``-th synapse onto neuron ``i``. A fully connected wiring uses every neuron in order
+  (plain broadcasting); a sparse one (NCP) gathers only its existing synapses, padded to the
+  largest in-degree, so its cost scales with the synapse count, not ``units**2``. The sensory
+  synapses (few inputs onto many neurons) keep the ``(inputs, units)`` layout, vectorised over
+  the neurons;
 * **precomputes the sensory drive** for all time steps at once (it does not depend on the
   state), chunked with the same recompute-in-backward trick;
 * **compiles each cell step** (all unfolds) into one graph of fused loops with
@@ -58,11 +60,13 @@ class Neurons(NamedTuple):
 
 
 class Synapses(NamedTuple):
-    """A synapse population's parameters.
+    """A synapse population's parameters in one of three layouts.
 
-    Dense (``index`` None): ``(pre, post)`` tensors, as stored in the cell. Sparse: ``(post, slots)``
-    tensors, ``index[i, k]`` being the pre-synaptic neuron of slot ``(i, k)``. ``w`` is the
-    positive, masked weight (0 for absent synapses and padding slots), ``we = w * erev``.
+    * ``pre_major``: ``(pre, post)`` tensors, as stored in the cell;
+    * post-major dense (``index`` None): ``(post, pre)`` tensors;
+    * sparse: ``(post, slots)`` tensors, ``index[i, k]`` being the pre-synaptic neuron of slot ``(i, k)``.
+
+    ``w`` is the positive, masked weight (0 for absent synapses and padding slots), ``we = w * erev``.
     """
 
     sigma: Tensor
@@ -70,6 +74,7 @@ class Synapses(NamedTuple):
     w: Tensor
     we: Tensor
     index: Tensor | None
+    pre_major: bool = False
 
 
 SynapseGrads = tuple[Tensor, Tensor, Tensor, Tensor]  # gradients w.r.t. (sigma, mu, w, we)
@@ -117,12 +122,13 @@ def synapse_index(mask: Tensor) -> Tensor | None:
     return torch.argsort(absent, dim=1, stable=True)[:, : max(slots, 1)].contiguous()
 
 
-def _compress(w: Tensor, sigma: Tensor, mu: Tensor, erev: Tensor, index: Tensor | None) -> Synapses:
-    if index is None:
-        return Synapses(sigma, mu, w, w * erev, None)
+def _layout(w: Tensor, sigma: Tensor, mu: Tensor, erev: Tensor, index: Tensor | None,
+            pre_major: bool) -> Synapses:
+    if pre_major:
+        return Synapses(sigma, mu, w, w * erev, None, True)
 
     def post_major(matrix: Tensor) -> Tensor:
-        return matrix.t().gather(1, index)
+        return (matrix.t() if index is None else matrix.t().gather(1, index)).contiguous()
 
     w_slots = post_major(w)
     return Synapses(post_major(sigma), post_major(mu), w_slots, w_slots * post_major(erev), index)
@@ -135,10 +141,20 @@ def prepare(p: CellTensors, rec_index: Tensor | None, sens_index: Tensor | None,
         return torch.nn.functional.softplus(param) if implicit else param
 
     neurons = Neurons(positive(p.gleak), p.vleak, positive(p.cm))
-    recurrent = _compress(positive(p.w) * p.sparsity_mask, p.sigma, p.mu, p.erev, rec_index)
-    sensory = _compress(positive(p.sensory_w) * p.sensory_sparsity_mask, p.sensory_sigma, p.sensory_mu,
-                        p.sensory_erev, sens_index)
+    recurrent = _layout(positive(p.w) * p.sparsity_mask, p.sigma, p.mu, p.erev, rec_index,
+                        pre_major=rec_index is None)
+    sensory = _layout(positive(p.sensory_w) * p.sensory_sparsity_mask, p.sensory_sigma, p.sensory_mu,
+                      p.sensory_erev, sens_index, pre_major=sens_index is None)
     return neurons, recurrent, sensory
+
+
+def _for_forward(syn: Synapses) -> Synapses:
+    """The layout the forward pass runs fastest in: post-major (one fused pass computes the
+    activations and both sums), whereas the backward pass is fastest pre-major."""
+    if not syn.pre_major:
+        return syn
+    sigma, mu, w, we = (t.t().contiguous() for t in syn[:4])
+    return Synapses(sigma, mu, w, we, None, False)
 
 
 def _affine(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
@@ -153,10 +169,12 @@ def _affine(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
 def _activation(pre: Tensor, syn: Synapses) -> tuple[Tensor, Tensor]:
     """Synapse activations ``sigmoid(sigma (v_pre - mu))`` and the pre-synaptic values they saw.
 
-    ``(rows, pre, post)`` for a dense population, ``(rows, post, slots)`` for a sparse one.
+    ``(rows, pre, post)`` pre-major, ``(rows, post, pre)`` post-major dense, ``(rows, post, slots)`` sparse.
     """
-    if syn.index is None:
+    if syn.pre_major:
         pre_slots = pre.unsqueeze(-1)
+    elif syn.index is None:
+        pre_slots = pre.unsqueeze(1)
     else:
         pre_slots = pre.index_select(1, syn.index.flatten()).view(pre.shape[0], *syn.index.shape)
     return torch.sigmoid((pre_slots - syn.mu) * syn.sigma), pre_slots
@@ -164,12 +182,12 @@ def _activation(pre: Tensor, syn: Synapses) -> tuple[Tensor, Tensor]:
 
 def _per_post(g: Tensor, syn: Synapses) -> Tensor:
     """A ``(rows, post)`` tensor broadcast against the activations."""
-    return g.unsqueeze(1) if syn.index is None else g.unsqueeze(-1)
+    return g.unsqueeze(1) if syn.pre_major else g.unsqueeze(-1)
 
 
 def _sums(s: Tensor, syn: Synapses) -> tuple[Tensor, Tensor]:
     """Per post-synaptic neuron: ``sum w s erev`` (numerator) and ``sum w s`` (conductance)."""
-    dim = 1 if syn.index is None else 2
+    dim = 1 if syn.pre_major else 2
     return (s * syn.we).sum(dim), (s * syn.w).sum(dim)
 
 
@@ -184,8 +202,10 @@ def _activation_vjp(s: Tensor, pre_slots: Tensor, syn: Synapses, g_num: Tensor, 
     g_num, g_cond = _per_post(g_num, syn), _per_post(g_cond, syn)
     g_z = (g_num * syn.we + g_cond * syn.w) * s * (1 - s)
     g_slots = g_z * syn.sigma
-    if syn.index is None:
+    if syn.pre_major:
         g_pre = g_slots.sum(2)
+    elif syn.index is None:
+        g_pre = g_slots.sum(1)
     else:
         rows = g_slots.shape[0]
         g_pre = g_slots.new_zeros(rows, pre_size).index_add_(1, syn.index.flatten(), g_slots.reshape(rows, -1))
@@ -351,9 +371,10 @@ class _SynapseSums(torch.autograd.Function):
     """:func:`synapse_sums` over many rows (all time steps at once) in chunks, recomputed in backward."""
 
     @staticmethod
-    def forward(ctx: Any, pre: Tensor, sigma: Tensor, mu: Tensor, w: Tensor, we: Tensor,
-                index: Tensor | None) -> tuple[Tensor, Tensor]:
-        syn = Synapses(sigma, mu, w, we, index)
+    def forward(ctx: Any, pre: Tensor, sigma: Tensor, mu: Tensor, w: Tensor, we: Tensor, index: Tensor | None,
+                pre_major: bool) -> tuple[Tensor, Tensor]:
+        syn = Synapses(sigma, mu, w, we, index, pre_major)
+        ctx.pre_major = pre_major
         rows = _rows_per_chunk(syn)
         run = kernel(synapse_sums, _threads(min(rows, pre.shape[0]), syn))
         sums = [run(chunk, syn) for chunk in _chunks(pre, rows)]
@@ -364,7 +385,7 @@ class _SynapseSums(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, g_num: Tensor, g_cond: Tensor) -> tuple[Tensor | None, ...]:
         pre, sigma, mu, w, we, index = ctx.saved_tensors
-        syn = Synapses(sigma, mu, w, we, index)
+        syn = Synapses(sigma, mu, w, we, index, ctx.pre_major)
         rows = _rows_per_chunk(syn)
         run = kernel(_synapse_vjp, _threads(min(rows, pre.shape[0]), syn))
         g_pre, totals = [], None
@@ -373,7 +394,7 @@ class _SynapseSums(torch.autograd.Function):
             g_pre.append(g_chunk)
             totals = grads if totals is None else tuple(a + b for a, b in zip(totals, grads))
         assert totals is not None
-        return (torch.cat(g_pre), *totals, None)
+        return (torch.cat(g_pre), *totals, None, None)
 
 
 def _per_step(*sequences: Tensor) -> list[list[Tensor]]:
@@ -395,9 +416,9 @@ class _Sequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, v: Tensor, sn: Tensor, sc: Tensor, h: Tensor, keep: Tensor | None, gleak: Tensor,
                 vleak: Tensor, cm: Tensor, sigma: Tensor, mu: Tensor, w: Tensor, we: Tensor,
-                index: Tensor | None, config: tuple[str, int, float]) -> Tensor:
+                index: Tensor | None, pre_major: bool, config: tuple[str, int, float]) -> Tensor:
         solver, unfolds, epsilon = config
-        nrn, syn = Neurons(gleak, vleak, cm), Synapses(sigma, mu, w, we, index)
+        nrn, syn = Neurons(gleak, vleak, cm), _for_forward(Synapses(sigma, mu, w, we, index, pre_major))
         run = kernel(step, _threads(v.shape[0], syn), solver=solver, unfolds=unfolds, epsilon=epsilon, trace=True)
         sn_t, sc_t, h_t = _per_step(sn, sc, h)
         v = v.clone()
@@ -408,7 +429,7 @@ class _Sequence(torch.autograd.Function):
             v, trace = run(v, sn_t[t], sc_t[t], h_t[t], nrn, syn)
             states.append(v)
             traces.append(trace)
-        ctx.config = config
+        ctx.config, ctx.pre_major = config, pre_major
         ctx.steps = len(traces)
         ctx.save_for_backward(*traces, sn, sc, h, keep, gleak, vleak, cm, sigma, mu, w, we, index)
         return torch.stack(states)
@@ -419,7 +440,7 @@ class _Sequence(torch.autograd.Function):
         saved = ctx.saved_tensors
         traces, (sn, sc, h, keep, gleak, vleak, cm, sigma, mu, w, we, index) = saved[:ctx.steps], saved[ctx.steps:]
         solver, unfolds, epsilon = ctx.config
-        nrn, syn = Neurons(gleak, vleak, cm), Synapses(sigma, mu, w, we, index)
+        nrn, syn = Neurons(gleak, vleak, cm), Synapses(sigma, mu, w, we, index, ctx.pre_major)
         run = kernel(step_backward, _threads(g_states.shape[1], syn), solver=solver, unfolds=unfolds,
                      epsilon=epsilon)
         sn_t, sc_t, h_t = _per_step(sn, sc, h)
@@ -434,7 +455,7 @@ class _Sequence(torch.autograd.Function):
             if keep is not None:
                 g = g * keep[t]
         grads = (torch.stack(g_sn[::-1]), torch.stack(g_sc[::-1]), torch.stack(g_h[::-1]))
-        return (g, *grads, None, *acc, None, None)
+        return (g, *grads, None, *acc, None, None, None)
 
 
 # ---------------------------------------------------------------------------- the cell API
@@ -501,7 +522,8 @@ def _inference_step(x: Tensor, v: Tensor, *tensors: Tensor, with_dt: bool, prese
     sens_index = indices.pop(0) if sens_sparse else None
     nrn, rec, sens = prepare(p, rec_index, sens_index, implicit)
     sn, sc = synapse_sums(_affine(x, p.input_w, p.input_b), sens)
-    v = step(v, sn, sc, dt / unfolds, nrn, rec, solver=solver, unfolds=unfolds, epsilon=epsilon, trace=False)
+    v = step(v, sn, sc, dt / unfolds, nrn, _for_forward(rec), solver=solver, unfolds=unfolds, epsilon=epsilon,
+             trace=False)
     return _affine(v[:, :output_size], p.output_w, p.output_b), v
 
 
@@ -554,6 +576,7 @@ def cell_sequence(cell: Any, x: Tensor, state: Tensor | None = None, dt: Tensor 
     if _needs_grad(cell, x, state, dt):
         states = _Sequence.apply(state, sn, sc, h, keep, *nrn, *rec, config)
     else:
+        rec = _for_forward(rec)
         run = kernel(step, _threads(batch, rec), solver=config[0], unfolds=config[1], epsilon=config[2],
                      trace=False)
         trajectory = []
