@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from ltc_rl.errors import cli_main
+from ltc_rl.kernels import native
 from ltc_rl.kernels.benchmark import default_cases, format_table, run_cases
 
 
@@ -35,9 +36,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cases = [c for c in default_cases(args.quick, args.device, args.threads) if args.only in (None, c.kind)]
+    fused_path = native.describe()  # builds the native kernel here, not inside a timed case
     results = run_cases(cases)
     print(f"machine: {platform.processor() or platform.machine()}, {args.threads} torch threads, "
-          f"device {args.device}\n")
+          f"device {args.device}; ltc_rl fused solver on CPU: {fused_path}\n")
     print(format_table(results))
     if args.json is not None:
         args.json.write_text(json.dumps([r.to_dict() for r in results], indent=2, default=str))

@@ -16,9 +16,13 @@ training sequence. This module computes exactly the same function, but
   the neurons;
 * **precomputes the sensory drive** for all time steps at once (it does not depend on the
   state), chunked with the same recompute-in-backward trick;
+* **runs the fused solver natively on CPU** (:mod:`ltc_rl.kernels.native`): sequence forward,
+  backward and batch-1 inference (parameter preparation included) are single calls into a
+  vectorised C++ kernel, one thread per batch row;
 * **compiles each cell step** (all unfolds) into one graph of fused loops with
-  ``torch.compile`` (see :mod:`ltc_rl.kernels.compile`; eager fallback with a warning where no
-  compiler works); batch-1 inference is a single compiled call, parameter preparation included.
+  ``torch.compile`` elsewhere (Euler and RK4 solvers, CUDA, or where the native kernel cannot be
+  built; see :mod:`ltc_rl.kernels.compile`; eager fallback with a warning where no compiler
+  works); batch-1 inference is a single compiled call, parameter preparation included.
 
 Everything here is plain tensor code and runs on any device and in float32 or float64.
 Only first-order gradients are provided (no double backward); build the cell with
@@ -35,6 +39,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ltc_rl.cells.base import as_timespan
+from ltc_rl.kernels import native
 from ltc_rl.kernels.compile import GraphKernel, graph_kernel, kernel
 
 __all__ = ["Neurons", "Synapses", "CellTensors", "synapse_index", "prepare", "synapse_sums", "cell_step",
@@ -418,7 +423,15 @@ class _Sequence(torch.autograd.Function):
                 vleak: Tensor, cm: Tensor, sigma: Tensor, mu: Tensor, w: Tensor, we: Tensor,
                 index: Tensor | None, pre_major: bool, config: tuple[str, int, float]) -> Tensor:
         solver, unfolds, epsilon = config
-        nrn, syn = Neurons(gleak, vleak, cm), _for_forward(Synapses(sigma, mu, w, we, index, pre_major))
+        nrn = Neurons(gleak, vleak, cm)
+        ctx.config, ctx.pre_major = config, pre_major
+        ctx.native = native.applies(v, sigma, solver)
+        if ctx.native:
+            states, trace = native.native_kernel().forward(v, sn, sc, h, keep, *nrn, sigma, mu, w, we, index,
+                                                           pre_major, unfolds, epsilon, True)
+            ctx.save_for_backward(trace, sn, sc, h, keep, *nrn, sigma, mu, w, we, index)
+            return states
+        syn = _for_forward(Synapses(sigma, mu, w, we, index, pre_major))
         run = kernel(step, _threads(v.shape[0], syn), solver=solver, unfolds=unfolds, epsilon=epsilon, trace=True)
         sn_t, sc_t, h_t = _per_step(sn, sc, h)
         v = v.clone()
@@ -429,7 +442,6 @@ class _Sequence(torch.autograd.Function):
             v, trace = run(v, sn_t[t], sc_t[t], h_t[t], nrn, syn)
             states.append(v)
             traces.append(trace)
-        ctx.config, ctx.pre_major = config, pre_major
         ctx.steps = len(traces)
         ctx.save_for_backward(*traces, sn, sc, h, keep, gleak, vleak, cm, sigma, mu, w, we, index)
         return torch.stack(states)
@@ -438,6 +450,15 @@ class _Sequence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, g_states: Tensor) -> tuple[Tensor | None, ...]:
         saved = ctx.saved_tensors
+        if ctx.native:  # its backward runs post-synaptic-major (see _for_forward)
+            solver, unfolds, epsilon = ctx.config
+            trace, sn, sc, h, keep, gleak, vleak, cm, *synapses = saved
+            syn = _for_forward(Synapses(*synapses, ctx.pre_major))
+            g, g_sn, g_sc, g_h, *g_params = native.native_kernel().backward(
+                g_states, trace, sn, sc, h, keep, gleak, vleak, cm, *syn[:5], unfolds, epsilon)
+            if ctx.pre_major:
+                g_params[3:] = [grad.t() for grad in g_params[3:]]
+            return (g, g_sn, g_sc, g_h, None, *g_params, None, None, None)
         traces, (sn, sc, h, keep, gleak, vleak, cm, sigma, mu, w, we, index) = saved[:ctx.steps], saved[ctx.steps:]
         solver, unfolds, epsilon = ctx.config
         nrn, syn = Neurons(gleak, vleak, cm), Synapses(sigma, mu, w, we, index, ctx.pre_major)
@@ -537,8 +558,14 @@ def cell_step(cell: Any, x: Tensor, state: Tensor, dt: Tensor | float | None = N
     if _needs_grad(cell, x, state, dt) or x.shape[0] * plan.synapses >= SINGLE_THREAD_ELEMENTS:
         outputs, state = cell_sequence(cell, x.unsqueeze(1), state, as_timespan(dt, x.shape[0], x))
         return outputs[:, 0], state
+    p = CellTensors.of(cell)
+    if native.applies(state, p.sigma, cell.solver):
+        outputs, state = native.native_kernel().inference(
+            x, state, None if dt is None else as_timespan(dt, x.shape[0], x), p, cell.implicit_param_constraints,
+            cell.ode_unfolds, cell.epsilon, cell.output_size)
+        return outputs, state
     tensors = [] if dt is None else [as_timespan(dt, x.shape[0], x).contiguous()]
-    tensors += [t if t.is_contiguous() else t.contiguous() for t in CellTensors.of(cell) if t is not None]
+    tensors += [t if t.is_contiguous() else t.contiguous() for t in p if t is not None]
     tensors += [i for i in (plan.rec_index, plan.sens_index) if i is not None]
     signature = (x.shape, x.dtype, x.device, state.dtype, plan.signature, *[t.dtype for t in tensors])
     return plan.inference[dt is not None](signature, x.contiguous(), state.contiguous(), *tensors)
@@ -576,15 +603,18 @@ def cell_sequence(cell: Any, x: Tensor, state: Tensor | None = None, dt: Tensor 
     if _needs_grad(cell, x, state, dt):
         states = _Sequence.apply(state, sn, sc, h, keep, *nrn, *rec, config)
     else:
-        rec = _for_forward(rec)
-        run = kernel(step, _threads(batch, rec), solver=config[0], unfolds=config[1], epsilon=config[2],
-                     trace=False)
-        trajectory = []
-        state = state.clone()
-        for sn_t, sc_t, h_t, t in zip(*_per_step(sn, sc, h), range(steps)):
-            state = state if keep is None else state * keep[t]
-            state = run(state, sn_t, sc_t, h_t, nrn, rec)
-            trajectory.append(state)
-        states = torch.stack(trajectory)
+        if native.applies(state, rec.sigma, cell.solver):
+            states, = native.native_kernel().forward(state, sn, sc, h, keep, *nrn, *rec, config[1], config[2], False)
+        else:
+            rec = _for_forward(rec)
+            run = kernel(step, _threads(batch, rec), solver=config[0], unfolds=config[1], epsilon=config[2],
+                         trace=False)
+            trajectory = []
+            state = state.clone()
+            for sn_t, sc_t, h_t, t in zip(*_per_step(sn, sc, h), range(steps)):
+                state = state if keep is None else state * keep[t]
+                state = run(state, sn_t, sc_t, h_t, nrn, rec)
+                trajectory.append(state)
+            states = torch.stack(trajectory)
     outputs = _affine(states[..., : cell.output_size], p.output_w, p.output_b).transpose(0, 1)
     return outputs, states[-1]

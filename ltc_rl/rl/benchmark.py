@@ -106,10 +106,11 @@ def ltc_implementation() -> str:
     if LTCCell.forward_sequence is RecurrentCell.forward_sequence:
         return "reference time loop (ltc_rl.cells.base.RecurrentCell.forward_sequence)"
     try:
-        from ltc_rl.kernels import compile_enabled
+        from ltc_rl.kernels import compile_enabled, native
     except ImportError:
         return f"{LTCCell.forward_sequence.__module__}.{LTCCell.forward_sequence.__qualname__}"
-    return f"fast kernels (ltc_rl.kernels.ltc_fast), torch.compile {'on' if compile_enabled() else 'off'}"
+    return (f"fast kernels (ltc_rl.kernels.ltc_fast): fused solver on CPU via {native.describe()}; "
+            f"torch.compile {'on' if compile_enabled() else 'off'} elsewhere")
 
 
 def _time_one(build: Callable[[Any], Any], settings: BenchSettings) -> tuple[float, float, float]:

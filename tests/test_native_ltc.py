@@ -1,0 +1,141 @@
+"""The native CPU kernel of the fused solver (ltc_rl/kernels/ltc_native.cpp) against the reference cell.
+
+tests/test_fast_ltc.py already runs every fused-solver case through the native kernel (it is the
+default on CPU); this file adds the cases specific to it (batch-1 inference from the raw
+parameters, float32 at the issue's sizes, the pre-synaptic-major dense forward) and checks that
+the compiled-graph path it replaces stays correct and takes over when the kernel cannot be built.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from ltc_rl.kernels import native
+
+from test_fast_ltc import INPUTS, assert_match, make_inputs, make_pair, run_sequence
+
+pytestmark = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                                reason="no C++ compiler on PATH to build the native kernel")
+
+
+@pytest.fixture
+def native_path(request: pytest.FixtureRequest):
+    """Run the test with the native kernel on (True) or off (False); restore afterwards."""
+    previous = native.native_enabled()
+    native.set_native_enabled(request.param)
+    yield request.param
+    native.set_native_enabled(previous)
+
+
+def test_kernel_builds_and_serves_the_fused_solver_on_cpu() -> None:
+    assert native.native_kernel() is not None, "the native kernel failed to build (see the RuntimeWarning)"
+    state, parameter = torch.zeros(2, 4), torch.zeros(4, 4)
+    assert native.applies(state, parameter, "fused")
+    assert not native.applies(state, parameter, "rk4")
+    assert not native.applies(state.half(), parameter.half(), "fused")
+    assert not native.applies(state, parameter.double(), "fused")
+
+
+@pytest.mark.parametrize("native_path", [True, False], ids=["native", "graph"], indirect=True)
+@pytest.mark.parametrize("implicit", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("wiring", ["fc", "random", "autoncp"])
+def test_fused_sequence_matches_reference(native_path: bool, wiring: str, dtype: torch.dtype,
+                                          implicit: bool) -> None:
+    reference, fast = make_pair(wiring, "fused", dtype, implicit_param_constraints=implicit,
+                                input_mapping="affine", output_mapping="affine")
+    inputs = make_inputs(reference, dtype, with_dt=True, with_resets=True)
+    assert_match(run_sequence(fast, inputs), run_sequence(reference, inputs), dtype)
+
+
+@pytest.mark.parametrize("native_path", [True, False], ids=["native", "graph"], indirect=True)
+def test_issue_sized_float32_sequence_matches_reference(native_path: bool) -> None:
+    """64 units and 17 inputs: the vector loops run full width, with tails on the sensory side."""
+    torch.manual_seed(0)
+    from ltc_rl.cells import LTCCell
+
+    reference = LTCCell(17, 64, fast=False)
+    fast = LTCCell(17, 64)
+    fast.load_state_dict(reference.state_dict())
+    x = torch.randn(4, 20, 17)
+    results = []
+    for cell in (fast, reference):
+        outputs, final = cell.forward_sequence(x)
+        grads = torch.autograd.grad(outputs.pow(2).mean() + final.sum(), list(cell.parameters()))
+        results.append({"outputs": outputs, "final": final, **{str(i): g for i, g in enumerate(grads)}})
+    assert_match(results[0], results[1], torch.float32)
+
+
+@pytest.mark.parametrize("native_path", [True, False], ids=["native", "graph"], indirect=True)
+@pytest.mark.parametrize("implicit", [True, False])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("dt", [None, 0.4, "per-sample"])
+@pytest.mark.parametrize("wiring", ["fc", "autoncp"])
+def test_inference_step_matches_reference(native_path: bool, wiring: str, dt, batch: int, implicit: bool) -> None:
+    reference, fast = make_pair(wiring, "fused", torch.float64, implicit_param_constraints=implicit,
+                                input_mapping="affine", output_mapping="affine")
+    x = torch.randn(batch, INPUTS, dtype=torch.float64)
+    state = 0.2 * torch.randn(batch, reference.state_size, dtype=torch.float64)
+    step_dt = torch.rand(batch, dtype=torch.float64) + 0.2 if dt == "per-sample" else dt
+    with torch.no_grad():
+        expected, actual = reference(x, state, step_dt), fast(x, state, step_dt)
+    assert isinstance(actual, tuple) and len(actual) == 2
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9)
+
+
+def test_inference_sees_parameters_changed_in_place() -> None:
+    """Parameters are read afresh on every call, including changes through ``.data`` (no stale cache)."""
+    reference, fast = make_pair("fc", "fused", torch.float64)
+    x, state = torch.randn(1, INPUTS, dtype=torch.float64), torch.zeros(1, reference.state_size, dtype=torch.float64)
+    with torch.no_grad():
+        fast(x, state)
+        for cell in (reference, fast):
+            cell.w.data.mul_(1.7)
+            cell.sensory_mu.data.add_(0.2)
+        for a, e in zip(fast(x, state), reference(x, state)):
+            torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9)
+
+
+def test_build_failure_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.utils.cpp_extension
+
+    def broken_build(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setattr(native, "_failed", False)
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", broken_build)
+    reference, fast = make_pair("autoncp", "fused", torch.float64)
+    inputs = make_inputs(reference, torch.float64, with_dt=True, with_resets=False)
+    with pytest.warns(RuntimeWarning, match="native LTC kernel could not be built.*no compiler here"):
+        result = run_sequence(fast, inputs)
+    assert_match(result, run_sequence(reference, inputs), torch.float64)
+    assert native.native_kernel() is None  # decided once: no second build attempt, no second warning
+    assert not native.applies(torch.zeros(1, 2), torch.zeros(2, 2), "fused")
+
+
+def test_switching_off_bypasses_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    kernel = native.native_kernel()
+    assert kernel is not None
+
+    class Spy:
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(kernel, name)
+
+    monkeypatch.setattr(native, "native_kernel", lambda: Spy())
+    _, fast = make_pair("fc", "fused", torch.float32)
+    fast.forward_sequence(torch.randn(2, 3, INPUTS))
+    assert calls == ["forward"]
+    calls.clear()
+    native.set_native_enabled(False)
+    try:
+        fast.forward_sequence(torch.randn(2, 3, INPUTS))
+    finally:
+        native.set_native_enabled(True)
+    assert calls == []
