@@ -15,7 +15,7 @@ import torch
 
 from ltc_rl.kernels import native
 
-from test_fast_ltc import INPUTS, assert_match, make_inputs, make_pair, run_sequence
+from test_fast_ltc import BATCH, INPUTS, assert_match, make_inputs, make_pair, run_sequence
 
 pytestmark = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
                                 reason="no C++ compiler on PATH to build the native kernel")
@@ -67,6 +67,25 @@ def test_issue_sized_float32_sequence_matches_reference(native_path: bool) -> No
         grads = torch.autograd.grad(outputs.pow(2).mean() + final.sum(), list(cell.parameters()))
         results.append({"outputs": outputs, "final": final, **{str(i): g for i, g in enumerate(grads)}})
     assert_match(results[0], results[1], torch.float32)
+
+
+@pytest.mark.parametrize("native_path", [True, False], ids=["native", "graph"], indirect=True)
+@pytest.mark.parametrize("scale", [30.0, float("inf")])
+def test_saturated_synapses_stay_finite_and_match(native_path: bool, scale: float) -> None:
+    """Inputs far outside the synapses' range (raw sensor values) saturate the sigmoids without NaN;
+    NaN inputs give NaN, as in the reference."""
+    reference, fast = make_pair("fc", "fused", torch.float32)
+    x = torch.randn(BATCH, 7, INPUTS) * 30.0
+    if scale == float("inf"):
+        x[0, 3, 1] = float("nan")
+    with torch.no_grad():
+        expected, actual = reference.forward_sequence(x)[0], fast.forward_sequence(x)[0]
+        state = torch.zeros(1, reference.state_size)
+        step_expected, step_actual = reference(x[:1, 0], state)[0], fast(x[:1, 0], state)[0]
+    assert torch.equal(actual.isnan(), expected.isnan())
+    assert actual.isnan().any() == (scale == float("inf"))
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4, equal_nan=True)
+    torch.testing.assert_close(step_actual, step_expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("native_path", [True, False], ids=["native", "graph"], indirect=True)
@@ -131,7 +150,7 @@ def test_switching_off_bypasses_the_kernel(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(native, "native_kernel", lambda: Spy())
     _, fast = make_pair("fc", "fused", torch.float32)
     fast.forward_sequence(torch.randn(2, 3, INPUTS))
-    assert calls == ["forward"]
+    assert calls == ["sensory_forward", "forward"]
     calls.clear()
     native.set_native_enabled(False)
     try:

@@ -423,15 +423,8 @@ class _Sequence(torch.autograd.Function):
                 vleak: Tensor, cm: Tensor, sigma: Tensor, mu: Tensor, w: Tensor, we: Tensor,
                 index: Tensor | None, pre_major: bool, config: tuple[str, int, float]) -> Tensor:
         solver, unfolds, epsilon = config
-        nrn = Neurons(gleak, vleak, cm)
+        nrn, syn = Neurons(gleak, vleak, cm), _for_forward(Synapses(sigma, mu, w, we, index, pre_major))
         ctx.config, ctx.pre_major = config, pre_major
-        ctx.native = native.applies(v, sigma, solver)
-        if ctx.native:
-            states, trace = native.native_kernel().forward(v, sn, sc, h, keep, *nrn, sigma, mu, w, we, index,
-                                                           pre_major, unfolds, epsilon, True)
-            ctx.save_for_backward(trace, sn, sc, h, keep, *nrn, sigma, mu, w, we, index)
-            return states
-        syn = _for_forward(Synapses(sigma, mu, w, we, index, pre_major))
         run = kernel(step, _threads(v.shape[0], syn), solver=solver, unfolds=unfolds, epsilon=epsilon, trace=True)
         sn_t, sc_t, h_t = _per_step(sn, sc, h)
         v = v.clone()
@@ -450,15 +443,6 @@ class _Sequence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, g_states: Tensor) -> tuple[Tensor | None, ...]:
         saved = ctx.saved_tensors
-        if ctx.native:  # its backward runs post-synaptic-major (see _for_forward)
-            solver, unfolds, epsilon = ctx.config
-            trace, sn, sc, h, keep, gleak, vleak, cm, *synapses = saved
-            syn = _for_forward(Synapses(*synapses, ctx.pre_major))
-            g, g_sn, g_sc, g_h, *g_params = native.native_kernel().backward(
-                g_states, trace, sn, sc, h, keep, gleak, vleak, cm, *syn[:5], unfolds, epsilon)
-            if ctx.pre_major:
-                g_params[3:] = [grad.t() for grad in g_params[3:]]
-            return (g, g_sn, g_sc, g_h, None, *g_params, None, None, None)
         traces, (sn, sc, h, keep, gleak, vleak, cm, sigma, mu, w, we, index) = saved[:ctx.steps], saved[ctx.steps:]
         solver, unfolds, epsilon = ctx.config
         nrn, syn = Neurons(gleak, vleak, cm), Synapses(sigma, mu, w, we, index, ctx.pre_major)
@@ -479,6 +463,70 @@ class _Sequence(torch.autograd.Function):
         return (g, *grads, None, *acc, None, None, None)
 
 
+class _NativeSequence(torch.autograd.Function):
+    """:class:`_Sequence` for the fused solver on CPU, in the native kernel (:mod:`ltc_rl.kernels.native`).
+
+    The recurrent synapses come as the ``(pre, post)`` block of the neurons that take part
+    (see :func:`_native_block`); the kernel's backward pass takes the block transposed.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, v: Tensor, sn: Tensor, sc: Tensor, h: Tensor, keep: Tensor | None, gleak: Tensor,
+                vleak: Tensor, cm: Tensor, sigma: Tensor, mu: Tensor, w: Tensor, we: Tensor,
+                pre_index: Tensor | None, post_index: Tensor | None, config: tuple[str, int, float]) -> Tensor:
+        _, unfolds, epsilon = config
+        ctx.config = config
+        states, trace = native.native_kernel().forward(v, sn, sc, h, keep, gleak, vleak, cm, sigma, mu, w, we,
+                                                       pre_index, post_index, unfolds, epsilon, True)
+        ctx.save_for_backward(trace, sn, sc, h, keep, gleak, vleak, cm, sigma, mu, w, we, pre_index, post_index)
+        return states
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g_states: Tensor) -> tuple[Tensor | None, ...]:
+        _, unfolds, epsilon = ctx.config
+        trace, sn, sc, h, keep, gleak, vleak, cm, *block, pre_index, post_index = ctx.saved_tensors
+        g, g_sn, g_sc, g_h, *g_params = native.native_kernel().backward(
+            g_states, trace, sn, sc, h, keep, gleak, vleak, cm, *(t.t() for t in block), pre_index, post_index,
+            unfolds, epsilon)
+        g_params[3:] = [grad.t() for grad in g_params[3:]]
+        return (g, g_sn, g_sc, g_h, None, *g_params, None, None, None)
+
+
+class _NativeSensory(torch.autograd.Function):
+    """:class:`_SynapseSums` of the sensory ``(pre, post)`` block in the native kernel, all time steps at once."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, sigma: Tensor, mu: Tensor, w: Tensor, we: Tensor, pre_index: Tensor | None,
+                post_index: Tensor | None, neurons: int) -> tuple[Tensor, Tensor]:
+        ctx.save_for_backward(x, sigma, mu, w, we, pre_index, post_index)
+        num, cond = native.native_kernel().sensory_forward(x, sigma, mu, w, we, pre_index, post_index, neurons)
+        return num, cond
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g_num: Tensor, g_cond: Tensor) -> tuple[Tensor | None, ...]:
+        x, *block, pre_index, post_index = ctx.saved_tensors
+        g_x, *g_block = native.native_kernel().sensory_backward(x, g_num, g_cond, *(t.t() for t in block),
+                                                                pre_index, post_index)
+        return (g_x, *(grad.t() for grad in g_block), None, None, None)
+
+
+def _native_block(mask: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """The neurons with outgoing and those with incoming recurrent synapses (None: all of them)."""
+    pre, post = (torch.nonzero(mask.ne(0).any(dim)).flatten() for dim in (1, 0))
+    return (None if len(pre) == mask.shape[0] else pre), (None if len(post) == mask.shape[1] else post)
+
+
+def _block(syn: Synapses, pre_index: Tensor | None, post_index: Tensor | None) -> tuple[Tensor, ...]:
+    """The ``(pre, post)`` block of a pre-synaptic-major population (differentiable)."""
+    def rows_and_columns(t: Tensor) -> Tensor:
+        t = t if pre_index is None else t.index_select(0, pre_index)
+        return t if post_index is None else t.index_select(1, post_index)
+
+    return tuple(rows_and_columns(t) for t in syn[:4])
+
+
 # ---------------------------------------------------------------------------- the cell API
 class _Plan(NamedTuple):
     """What a cell's fast path needs besides its tensors, cached per cell (see :func:`_plan`)."""
@@ -489,6 +537,7 @@ class _Plan(NamedTuple):
     synapses: int  # recurrent synapse slots (post x slots): the work of one batch row per unfold
     signature: tuple  # fields, shapes, dtypes and devices of the cell tensors
     inference: tuple[GraphKernel, GraphKernel]  # batch-1 inference without / with a dt argument
+    native_blocks: tuple[tuple[Tensor | None, Tensor | None], ...]  # recurrent, sensory (see _native_block)
 
 
 _plans: "weakref.WeakKeyDictionary[Any, _Plan]" = weakref.WeakKeyDictionary()
@@ -516,7 +565,8 @@ def _plan(cell: Any) -> _Plan:
                                        unfolds=cell.ode_unfolds, epsilon=cell.epsilon, output_size=cell.output_size)
                           for with_dt in (False, True))
         slots = cell.state_size if rec_index is None else rec_index.shape[1]
-        plan = _plans[cell] = _Plan(key, rec_index, sens_index, cell.state_size * slots, signature, inference)
+        plan = _plans[cell] = _Plan(key, rec_index, sens_index, cell.state_size * slots, signature, inference,
+                                    (_native_block(masks[0]), _native_block(masks[1])))
     return plan
 
 
@@ -595,26 +645,37 @@ def cell_sequence(cell: Any, x: Tensor, state: Tensor | None = None, dt: Tensor 
 
     plan = _plan(cell)
     p = CellTensors.of(cell)
-    nrn, rec, sens = prepare(p, plan.rec_index, plan.sens_index, cell.implicit_param_constraints)
+    use_native = native.applies(state, p.sigma, cell.solver)
+    nrn, rec, sens = prepare(p, None if use_native else plan.rec_index, None if use_native else plan.sens_index,
+                             cell.implicit_param_constraints)
     inputs = _affine(x.transpose(0, 1), p.input_w, p.input_b).reshape(steps * batch, -1)
-    sn, sc = _SynapseSums.apply(inputs, *sens)
+    rec_block, sens_block = plan.native_blocks
+    if use_native:
+        sn, sc = _NativeSensory.apply(inputs, *_block(sens, *sens_block), *sens_block, cell.state_size)
+    else:
+        sn, sc = _SynapseSums.apply(inputs, *sens)
     sn, sc = sn.view(steps, batch, -1), sc.view(steps, batch, -1)
     config = (cell.solver, cell.ode_unfolds, cell.epsilon)
-    if _needs_grad(cell, x, state, dt):
+    grad = _needs_grad(cell, x, state, dt)
+    if use_native:
+        block = _block(rec, *rec_block)
+        if grad:
+            states = _NativeSequence.apply(state, sn, sc, h, keep, *nrn, *block, *rec_block, config)
+        else:
+            states, = native.native_kernel().forward(state, sn, sc, h, keep, *nrn, *block, *rec_block, config[1],
+                                                     config[2], False)
+    elif grad:
         states = _Sequence.apply(state, sn, sc, h, keep, *nrn, *rec, config)
     else:
-        if native.applies(state, rec.sigma, cell.solver):
-            states, = native.native_kernel().forward(state, sn, sc, h, keep, *nrn, *rec, config[1], config[2], False)
-        else:
-            rec = _for_forward(rec)
-            run = kernel(step, _threads(batch, rec), solver=config[0], unfolds=config[1], epsilon=config[2],
-                         trace=False)
-            trajectory = []
-            state = state.clone()
-            for sn_t, sc_t, h_t, t in zip(*_per_step(sn, sc, h), range(steps)):
-                state = state if keep is None else state * keep[t]
-                state = run(state, sn_t, sc_t, h_t, nrn, rec)
-                trajectory.append(state)
-            states = torch.stack(trajectory)
+        rec = _for_forward(rec)
+        run = kernel(step, _threads(batch, rec), solver=config[0], unfolds=config[1], epsilon=config[2],
+                     trace=False)
+        trajectory = []
+        state = state.clone()
+        for sn_t, sc_t, h_t, t in zip(*_per_step(sn, sc, h), range(steps)):
+            state = state if keep is None else state * keep[t]
+            state = run(state, sn_t, sc_t, h_t, nrn, rec)
+            trajectory.append(state)
+        states = torch.stack(trajectory)
     outputs = _affine(states[..., : cell.output_size], p.output_w, p.output_b).transpose(0, 1)
     return outputs, states[-1]
