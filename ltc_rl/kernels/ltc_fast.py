@@ -601,19 +601,22 @@ def _inference_step(x: Tensor, v: Tensor, *tensors: Tensor, with_dt: bool, prese
 def cell_step(cell: Any, x: Tensor, state: Tensor, dt: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
     """Fast :meth:`LTCCell.forward <ltc_rl.cells.LTCCell.forward>`: one step, same arguments and results.
 
-    Small inference calls (no gradient needed, e.g. batch-1 rollouts) run as one compiled graph;
-    everything else goes through :func:`cell_sequence` with a single time step.
+    Small inference calls (no gradient needed, e.g. batch-1 rollouts) run as one native call
+    (fused solver on CPU) or one compiled graph; everything else goes through
+    :func:`cell_sequence` with a single time step.
     """
-    plan = _plan(cell)
-    if _needs_grad(cell, x, state, dt) or x.shape[0] * plan.synapses >= SINGLE_THREAD_ELEMENTS:
-        outputs, state = cell_sequence(cell, x.unsqueeze(1), state, as_timespan(dt, x.shape[0], x))
-        return outputs[:, 0], state
+    grad = _needs_grad(cell, x, state, dt)
     p = CellTensors.of(cell)
-    if native.applies(state, p.sigma, cell.solver):
+    if (not grad and x.shape[0] * cell.state_size ** 2 < SINGLE_THREAD_ELEMENTS
+            and native.applies(state, p.sigma, cell.solver)):  # first: latency-critical, needs no plan
         outputs, state = native.native_kernel().inference(
             x, state, None if dt is None else as_timespan(dt, x.shape[0], x), p, cell.implicit_param_constraints,
             cell.ode_unfolds, cell.epsilon, cell.output_size)
         return outputs, state
+    plan = _plan(cell)
+    if grad or x.shape[0] * plan.synapses >= SINGLE_THREAD_ELEMENTS:
+        outputs, state = cell_sequence(cell, x.unsqueeze(1), state, as_timespan(dt, x.shape[0], x))
+        return outputs[:, 0], state
     tensors = [] if dt is None else [as_timespan(dt, x.shape[0], x).contiguous()]
     tensors += [t if t.is_contiguous() else t.contiguous() for t in p if t is not None]
     tensors += [i for i in (plan.rec_index, plan.sens_index) if i is not None]

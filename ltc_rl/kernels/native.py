@@ -1,9 +1,10 @@
-"""The native CPU kernel of the fused-solver LTC sequence (``ltc_native.cpp``), built on first use.
+"""The native CPU kernel of the fused-solver LTC (``ltc_native.cpp``), built on first use.
 
-:mod:`ltc_rl.kernels.ltc_fast` runs the fused solver's sequence forward and backward through
-this kernel on CPU: one thread walks a batch row's whole sequence (no per-step Python, no
-per-unfold thread start-up), with ATen's vectorised ``exp`` for the synapse activations, which
-the backward pass recomputes instead of storing. The source is compiled once per machine with
+:mod:`ltc_rl.kernels.ltc_fast` runs the fused solver through this kernel on CPU: the sequence
+forward and backward passes, the sensory drive of all time steps, and batch-1 inference (one call,
+parameter preparation included). One thread walks a group of batch rows through the whole
+sequence (no per-step Python, no per-unfold thread start-up), with ATen's vectorised ``exp`` for
+the synapse activations, which the backward pass recomputes instead of storing. The source is compiled once per machine with
 PyTorch's C++ extension builder (a C++ compiler and ninja; the result is cached in
 ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``, so later processes load it in
 well under a second). Where it cannot be built, :func:`native_kernel` warns once and returns
