@@ -18,7 +18,7 @@ training sequence. This module computes exactly the same function, but
   state), chunked with the same recompute-in-backward trick;
 * **runs the fused solver natively on CPU** (:mod:`ltc_rl.kernels.native`): sequence forward,
   backward and batch-1 inference (parameter preparation included) are single calls into a
-  vectorised C++ kernel, one thread per batch row;
+  vectorised C++ kernel, each thread walking groups of batch rows through the whole sequence;
 * **compiles each cell step** (all unfolds) into one graph of fused loops with
   ``torch.compile`` elsewhere (Euler and RK4 solvers, CUDA, or where the native kernel cannot be
   built; see :mod:`ltc_rl.kernels.compile`; eager fallback with a warning where no compiler

@@ -1,8 +1,9 @@
 // Fused-solver LTC, forward and analytic backward, as one native CPU kernel.
 //
-// The same function as ltc_fast.step / step_backward with solver "fused" (see native.py): every
-// batch row runs its whole sequence on one thread, the synapse activations are evaluated with
-// ATen's vectorised exp, and the backward pass recomputes them instead of storing them.
+// The same function as ltc_fast.step / step_backward with solver "fused" (see native.py): each
+// thread walks groups of kRows batch rows through the whole sequence in lockstep, the synapse
+// activations are evaluated with ATen's vectorised exp, and the backward pass recomputes them
+// instead of storing them.
 //
 // Recurrent synapses are compacted to the neurons that take part: the pre-synaptic neurons with
 // outgoing synapses (pre_index) and the post-synaptic ones with incoming synapses (post_index),
