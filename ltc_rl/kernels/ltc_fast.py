@@ -475,20 +475,19 @@ class _NativeSequence(torch.autograd.Function):
                 vleak: Tensor, cm: Tensor, sigma: Tensor, mu: Tensor, w: Tensor, we: Tensor,
                 pre_index: Tensor | None, post_index: Tensor | None, config: tuple[str, int, float]) -> Tensor:
         _, unfolds, epsilon = config
-        ctx.config = config
+        ctx.unfolds = unfolds
         states, trace = native.native_kernel().forward(v, sn, sc, h, keep, gleak, vleak, cm, sigma, mu, w, we,
                                                        pre_index, post_index, unfolds, epsilon, True)
-        ctx.save_for_backward(trace, sn, sc, h, keep, gleak, vleak, cm, sigma, mu, w, we, pre_index, post_index)
+        ctx.save_for_backward(states, trace, h, keep, gleak, vleak, cm, sigma, mu, w, we, pre_index, post_index)
         return states
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_states: Tensor) -> tuple[Tensor | None, ...]:
-        _, unfolds, epsilon = ctx.config
-        trace, sn, sc, h, keep, gleak, vleak, cm, *block, pre_index, post_index = ctx.saved_tensors
+        states, trace, h, keep, gleak, vleak, cm, *block, pre_index, post_index = ctx.saved_tensors
         g, g_sn, g_sc, g_h, *g_params = native.native_kernel().backward(
-            g_states, trace, sn, sc, h, keep, gleak, vleak, cm, *(t.t() for t in block), pre_index, post_index,
-            unfolds, epsilon)
+            g_states, states, trace, h, keep, gleak, vleak, cm, *(t.t() for t in block), pre_index, post_index,
+            ctx.unfolds)
         g_params[3:] = [grad.t() for grad in g_params[3:]]
         return (g, g_sn, g_sc, g_h, None, *g_params, None, None, None)
 

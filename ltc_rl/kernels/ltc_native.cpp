@@ -16,7 +16,6 @@
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
-#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -31,33 +30,64 @@ struct Block {
   const int64_t* post_index; // (post,)
 };
 
-// exp(-z): float32 uses ATen's polynomial exp (20 ulp, ~1e-6 relative, inlined), which clamps its
-// argument (so a NaN z is passed through explicitly), float64 Sleef's.
+// logistic(nz) = 1 / (1 + exp(nz)) = sigmoid(-nz): the synapse activation, given its negated argument.
+// Generic: ATen's exp (Sleef for float64) and a division.
 template <typename T>
-inline Vectorized<T> exp_neg(const Vectorized<T>& z) { return z.neg().exp(); }
-template <>
-inline Vectorized<float> exp_neg(const Vectorized<float>& z) {
-  return Vectorized<float>::blendv(z.neg().exp_u20(), z, z.isnan());
+inline Vectorized<T> logistic(const Vectorized<T>& nz) {
+  return Vectorized<T>(T(1)) / (Vectorized<T>(T(1)) + nz.exp());
 }
 
-// 1 / x for x >= 1 (or NaN): float32 refines the 14-bit hardware estimate by one Newton step (~1e-7
-// relative), float64 divides. x is capped at the largest float first: exp_u20 overflows to inf for
-// arguments near its upper limit, and the Newton step would turn inf * 0 into NaN (min keeps a NaN x).
-template <typename T>
-inline Vectorized<T> reciprocal(const Vectorized<T>& x) { return x.reciprocal(); }
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+// float32 with AVX512 or AVX2, in 15 vector instructions: nz is clamped to [-80, 80] (sigmoid is
+// within 2e-35 of 0 or 1 beyond, and 1 + exp stays finite); exp(nz) = 2^n e^r with n = round(nz / ln 2)
+// and r = nz - n ln 2 in [-ln 2 / 2, ln 2 / 2], e^r a degree-5 polynomial (relative error < 2e-7); the
+// reciprocal is the hardware estimate refined by one Newton step. A NaN nz stays NaN (min and max take it
+// as their second operand, which they return for NaN).
+namespace fast {
 #if defined(CPU_CAPABILITY_AVX512)
+using Raw = __m512;
+inline Raw splat(float x) { return _mm512_set1_ps(x); }
+inline Raw clamp(Raw x, float bound) { return _mm512_max_ps(splat(-bound), _mm512_min_ps(splat(bound), x)); }
+inline Raw round_nearest(Raw x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline Raw times_pow2(Raw p, Raw n) { return _mm512_scalef_ps(p, n); }
+inline Raw reciprocal_estimate(Raw x) { return _mm512_rcp14_ps(x); }
+inline Raw fma(Raw a, Raw b, Raw c) { return _mm512_fmadd_ps(a, b, c); }
+inline Raw fnma(Raw a, Raw b, Raw c) { return _mm512_fnmadd_ps(a, b, c); }
+inline Raw mul(Raw a, Raw b) { return _mm512_mul_ps(a, b); }
+inline Raw add(Raw a, Raw b) { return _mm512_add_ps(a, b); }
+#else
+using Raw = __m256;
+inline Raw splat(float x) { return _mm256_set1_ps(x); }
+inline Raw clamp(Raw x, float bound) { return _mm256_max_ps(splat(-bound), _mm256_min_ps(splat(bound), x)); }
+inline Raw round_nearest(Raw x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline Raw times_pow2(Raw p, Raw n) {  // |n| <= 116 after the clamp: 2^n is a normal float built from its bits
+  const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23)));
+}
+inline Raw reciprocal_estimate(Raw x) { return _mm256_rcp_ps(x); }
+inline Raw fma(Raw a, Raw b, Raw c) { return _mm256_fmadd_ps(a, b, c); }
+inline Raw fnma(Raw a, Raw b, Raw c) { return _mm256_fnmadd_ps(a, b, c); }
+inline Raw mul(Raw a, Raw b) { return _mm256_mul_ps(a, b); }
+inline Raw add(Raw a, Raw b) { return _mm256_add_ps(a, b); }
+#endif
+}  // namespace fast
+
 template <>
-inline Vectorized<float> reciprocal(const Vectorized<float>& x) {
-  const __m512 finite = _mm512_min_ps(_mm512_set1_ps(std::numeric_limits<float>::max()), x);
-  const __m512 estimate = _mm512_rcp14_ps(finite);
-  return _mm512_mul_ps(estimate, _mm512_fnmadd_ps(finite, estimate, _mm512_set1_ps(2.f)));
+inline Vectorized<float> logistic(const Vectorized<float>& nz) {
+  using namespace fast;
+  const Raw x = clamp(nz, 80.f);
+  const Raw n = round_nearest(mul(x, splat(1.44269504f)));
+  const Raw r = fnma(n, splat(0.693147182f), x);
+  Raw p = fma(splat(0.00829031505f), r, splat(0.0418979302f));
+  p = fma(p, r, splat(0.166676357f));
+  p = fma(p, r, splat(0.499991506f));
+  p = fma(p, r, splat(0.999999702f));
+  p = fma(p, r, splat(1.f));
+  const Raw denominator = add(times_pow2(p, n), splat(1.f));
+  const Raw estimate = reciprocal_estimate(denominator);
+  return mul(estimate, fnma(denominator, estimate, splat(2.f)));
 }
 #endif
-
-template <typename T>
-inline Vectorized<T> sigmoid(const Vectorized<T>& z) {
-  return reciprocal(Vectorized<T>(T(1)) + exp_neg(z));
-}
 
 // Loads and stores of n <= size() lanes: the last, partial vector of a row runs vectorised too
 // (absent lanes load as zero and are never stored).
@@ -79,23 +109,74 @@ inline const T* pre_values(const Block& B, const T* v, T* gathered) {
   return gathered;
 }
 
-// num[i] = sum_j we s, cond[i] = sum_j w s with s = sigmoid(sigma (x_j - mu)), for a (pre, post)
-// pre-synaptic-major population, vectorised over the post-synaptic neurons i, for R rows x at once
-// (they share every parameter load).
+// The parameters of a synapse population as a (rows, columns) matrix that the kernels walk vectorised
+// over columns: element (row, column) lies at row * row_stride + column * column_stride, for a column
+// at the start of a vector. Row-major: (columns, 1). Panels: (W, rows), the (ceil(columns / W), rows, W)
+// layout of to_panels, in which a walk down the rows for one vector of columns streams through memory
+// (row-major, it strides across it, and the strided lines fall into few cache sets and evict each other).
+template <typename T>
+struct Synapses {
+  const T *sigma, *mu, *w, *we;
+  int64_t rows, columns, row_stride, column_stride;
+  int64_t at(int64_t row, int64_t column) const { return row * row_stride + column * column_stride; }
+};
+
+// A row-major (rows, columns) matrix as zero-padded panels, and back.
+template <typename T>
+std::vector<T> to_panels(const T* m, int64_t rows, int64_t columns) {
+  constexpr int64_t W = Vectorized<T>::size();
+  std::vector<T> panels((columns + W - 1) / W * rows * W, T(0));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < columns; ++c) panels[(c / W) * rows * W + r * W + c % W] = m[r * columns + c];
+  }
+  return panels;
+}
+
+template <typename T>
+void from_panels(const T* panels, int64_t rows, int64_t columns, T* m) {
+  constexpr int64_t W = Vectorized<T>::size();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < columns; ++c) m[r * columns + c] = panels[(c / W) * rows * W + r * W + c % W];
+  }
+}
+
+// The four parameter tensors of a synapse block, (rows, columns) row-major, copied into panels.
+template <typename T>
+struct Panels {
+  int64_t rows, columns;
+  std::vector<T> sigma, mu, w, we;
+  Panels(const torch::Tensor& sg, const torch::Tensor& m, const torch::Tensor& ww, const torch::Tensor& wwe)
+      : rows(sg.size(0)), columns(sg.size(1)), sigma(to_panels(sg.data_ptr<T>(), rows, columns)),
+        mu(to_panels(m.data_ptr<T>(), rows, columns)), w(to_panels(ww.data_ptr<T>(), rows, columns)),
+        we(to_panels(wwe.data_ptr<T>(), rows, columns)) {}
+  Synapses<T> view() const {
+    return {sigma.data(), mu.data(), w.data(), we.data(), rows, columns, Vectorized<T>::size(), rows};
+  }
+};
+
+// The length of one parameter array of S in panel layout.
+template <typename T>
+int64_t panel_size(const Synapses<T>& S) {
+  constexpr int64_t W = Vectorized<T>::size();
+  return (S.columns + W - 1) / W * W * S.rows;
+}
+
+// num[i] = sum_j we s, cond[i] = sum_j w s with s = sigmoid(sigma (x_j - mu)) = logistic(sigma (mu - x_j)),
+// for a population of (pre, post) = (rows, columns), vectorised over the post-synaptic neurons i, for R
+// rows x at once (they share every parameter load).
 template <typename T, int R>
-void synapse_sums_pre_major(int64_t pre, int64_t post, const T* const* x, const T* sigma, const T* mu, const T* w,
-                            const T* we, T* const* num, T* const* cond) {
+void synapse_sums(const Synapses<T>& S, const T* const* x, T* const* num, T* const* cond) {
   using V = Vectorized<T>;
   constexpr int64_t W = V::size();
-  for (int64_t i = 0; i < post; i += W) {
-    const int64_t n = std::min(W, post - i);
+  for (int64_t i = 0; i < S.columns; i += W) {
+    const int64_t n = std::min(W, S.columns - i);
     V acc_num[R], acc_cond[R];
     for (int r = 0; r < R; ++r) acc_num[r] = acc_cond[r] = V(T(0));
-    for (int64_t j = 0; j < pre; ++j) {
-      const int64_t at = j * post + i;
-      const V m = load(mu + at, n), sg = load(sigma + at, n), ww = load(w + at, n), wwe = load(we + at, n);
+    for (int64_t j = 0; j < S.rows; ++j) {
+      const int64_t at = S.at(j, i);
+      const V m = load(S.mu + at, n), sg = load(S.sigma + at, n), ww = load(S.w + at, n), wwe = load(S.we + at, n);
       for (int r = 0; r < R; ++r) {
-        const V s = sigmoid((V(x[r][j]) - m) * sg);
+        const V s = logistic((m - V(x[r][j])) * sg);
         acc_num[r] = at::vec::fmadd(s, wwe, acc_num[r]);
         acc_cond[r] = at::vec::fmadd(s, ww, acc_cond[r]);
       }
@@ -117,8 +198,8 @@ struct SumsScratch {
 // The sums of a block's synapses from the pre-synaptic values v of R rows onto every neuron (zero
 // for neurons outside the block).
 template <typename T, int R>
-void block_sums(const Block& B, const T* const* v, const T* sigma, const T* mu, const T* w, const T* we,
-                SumsScratch<T>* scratch, T* const* num, T* const* cond) {
+void block_sums(const Block& B, const T* const* v, const Synapses<T>& S, SumsScratch<T>* scratch, T* const* num,
+                T* const* cond) {
   const T* x[R];
   T *block_num[R], *block_cond[R];
   for (int r = 0; r < R; ++r) {
@@ -126,7 +207,7 @@ void block_sums(const Block& B, const T* const* v, const T* sigma, const T* mu, 
     block_num[r] = B.post_index ? scratch[r].block_num.data() : num[r];
     block_cond[r] = B.post_index ? scratch[r].block_cond.data() : cond[r];
   }
-  synapse_sums_pre_major<T, R>(B.pre, B.post, x, sigma, mu, w, we, block_num, block_cond);
+  synapse_sums<T, R>(S, x, block_num, block_cond);
   if (B.post_index == nullptr) return;
   for (int r = 0; r < R; ++r) {
     std::fill(num[r], num[r] + B.neurons, T(0));
@@ -181,26 +262,35 @@ Block block_of(const Params& p, int64_t neurons, bool post_major) {
                p.post_index.defined() ? p.post_index.data_ptr<int64_t>() : nullptr};
 }
 
-// Forward over (time, batch): states (time, batch, N); with trace, (batch, time, unfolds, 3, N)
-// holding the state entering every unfold and the two synapse sums it produced.
+// Runs body(i, n) over [0, N) one vector of n <= size() lanes at a time.
+template <typename T, typename Body>
+inline void for_vectors(int64_t N, Body body) {
+  constexpr int64_t W = Vectorized<T>::size();
+  for (int64_t i = 0; i < N; i += W) body(i, std::min(W, N - i));
+}
+
+// Forward over (time, batch): states (time, batch, N); with trace, (batch, time, unfolds, 2, N)
+// holding the state entering every unfold and the denominator of its fused update. Per step, the
+// update's constant parts are set aside: top = gleak vleak + sn, bottom = cm_t + gleak + eps + sc.
 template <typename T>
 void forward_impl(const torch::Tensor& v0, const torch::Tensor& sn, const torch::Tensor& sc,
                   const torch::Tensor& h, const torch::Tensor& keep, const Params& p, int64_t unfolds,
                   double epsilon, torch::Tensor& states, torch::Tensor* trace) {
+  using V = Vectorized<T>;
   const int64_t steps = sn.size(0), batch = sn.size(1), N = sn.size(2);
   const Block B = block_of(p, N, false);
   const T *gleak = p.gleak.data_ptr<T>(), *vleak = p.vleak.data_ptr<T>(), *cm = p.cm.data_ptr<T>();
-  const T *sigma = p.sigma.data_ptr<T>(), *mu = p.mu.data_ptr<T>(), *w = p.w.data_ptr<T>(),
-          *we = p.we.data_ptr<T>();
+  const Panels<T> panels(p.sigma, p.mu, p.w, p.we);
+  const Synapses<T> S = panels.view();
   const T *sn_p = sn.data_ptr<T>(), *sc_p = sc.data_ptr<T>(), *h_p = h.data_ptr<T>(), *v0_p = v0.data_ptr<T>();
   const T* keep_p = keep.defined() ? keep.data_ptr<T>() : nullptr;
   T* out = states.data_ptr<T>();
   T* tr = trace ? trace->data_ptr<T>() : nullptr;
-  const T eps = static_cast<T>(epsilon);
+  const V eps(static_cast<T>(epsilon));
   const int64_t groups = (batch + kRows - 1) / kRows;
   const int64_t grain = (batch * B.pre * B.post < (1 << 16)) ? groups : 1;  // tiny problems stay on one thread
   at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
-    std::vector<std::vector<T>> v(kRows, std::vector<T>(N)), num = v, cond = v, cm_t = v;
+    std::vector<std::vector<T>> v(kRows, std::vector<T>(N)), num = v, cond = v, cm_t = v, top = v, bottom = v;
     std::vector<SumsScratch<T>> scratch(kRows, SumsScratch<T>(B));
     for_row_groups(begin * kRows, std::min(end * kRows, batch), [&](auto rows, int64_t b0) {
       constexpr int R = decltype(rows)::value;
@@ -214,23 +304,25 @@ void forward_impl(const torch::Tensor& v0, const torch::Tensor& sn, const torch:
         for (int r = 0; r < R; ++r) {
           const int64_t tb = t * batch + b0 + r;
           if (keep_p && keep_p[tb] == T(0)) std::fill(v[r].begin(), v[r].end(), T(0));
-          for (int64_t i = 0; i < N; ++i) cm_t[r][i] = cm[i] / h_p[tb];
+          for_vectors<T>(N, [&](int64_t i, int64_t n) {
+            const V c = load(cm + i, n) / V(h_p[tb]), g = load(gleak + i, n);
+            store(c, cm_t[r].data() + i, n);
+            store(at::vec::fmadd(g, load(vleak + i, n), load(sn_p + tb * N + i, n)), top[r].data() + i, n);
+            store(c + g + eps + load(sc_p + tb * N + i, n), bottom[r].data() + i, n);
+          });
         }
         for (int64_t u = 0; u < unfolds; ++u) {
-          block_sums<T, R>(B, v_in, sigma, mu, w, we, scratch.data(), num_out, cond_out);
+          block_sums<T, R>(B, v_in, S, scratch.data(), num_out, cond_out);
           for (int r = 0; r < R; ++r) {
-            const int64_t tb = t * batch + b0 + r;
-            const T *sn_t = sn_p + tb * N, *sc_t = sc_p + tb * N;
-            if (tr) {
-              T* slot = tr + (((b0 + r) * steps + t) * unfolds + u) * 3 * N;
-              std::copy(v[r].begin(), v[r].end(), slot);
-              std::copy(num[r].begin(), num[r].end(), slot + N);
-              std::copy(cond[r].begin(), cond[r].end(), slot + 2 * N);
-            }
-            for (int64_t i = 0; i < N; ++i) {
-              v[r][i] = (cm_t[r][i] * v[r][i] + gleak[i] * vleak[i] + num[r][i] + sn_t[i]) /
-                        (cm_t[r][i] + gleak[i] + cond[r][i] + sc_t[i] + eps);
-            }
+            T* slot = tr ? tr + (((b0 + r) * steps + t) * unfolds + u) * 2 * N : nullptr;
+            if (slot) std::copy(v[r].begin(), v[r].end(), slot);
+            for_vectors<T>(N, [&](int64_t i, int64_t n) {
+              const V denominator = load(bottom[r].data() + i, n) + load(cond[r].data() + i, n);
+              const V numerator = at::vec::fmadd(load(cm_t[r].data() + i, n), load(v[r].data() + i, n),
+                                                 load(top[r].data() + i, n) + load(num[r].data() + i, n));
+              store(numerator / denominator, v[r].data() + i, n);
+              if (slot) store(denominator, slot + N + i, n);
+            });
           }
         }
         for (int r = 0; r < R; ++r) std::copy(v[r].begin(), v[r].end(), out + (t * batch + b0 + r) * N);
@@ -249,7 +341,7 @@ std::vector<torch::Tensor> forward(torch::Tensor v0, torch::Tensor sn, torch::Te
   v0 = v0.contiguous(), sn = sn.contiguous(), sc = sc.contiguous(), h = h.contiguous();
   const int64_t steps = sn.size(0), batch = sn.size(1), N = sn.size(2);
   auto states = torch::empty({steps, batch, N}, sn.options());
-  torch::Tensor trace = with_trace ? torch::empty({batch, steps, unfolds, 3, N}, sn.options()) : torch::Tensor();
+  torch::Tensor trace = with_trace ? torch::empty({batch, steps, unfolds, 2, N}, sn.options()) : torch::Tensor();
   torch::Tensor keep_t = keep.has_value() ? keep->contiguous() : torch::Tensor();
   AT_DISPATCH_FLOATING_TYPES(sn.scalar_type(), "ltc_native_forward", [&] {
     forward_impl<scalar_t>(v0, sn, sc, h, keep_t, p, unfolds, epsilon, states, with_trace ? &trace : nullptr);
@@ -257,48 +349,48 @@ std::vector<torch::Tensor> forward(torch::Tensor v0, torch::Tensor sn, torch::Te
   return with_trace ? std::vector<torch::Tensor>{states, trace} : std::vector<torch::Tensor>{states};
 }
 
-// Working memory of one batch row in the backward pass.
+// Working memory of one batch row in the backward pass (g_sn, g_sc: the current step's).
 template <typename T>
 struct Row {
-  std::vector<T> g, g_top, g_bottom, g_pre, cm_t, g_cm_t, gathered, block_g_pre;
+  std::vector<T> g, g_top, g_bottom, g_pre, cm_t, g_cm_t, g_sn, g_sc, gathered, block_g_pre;
   Row(int64_t N, int64_t pre, int64_t inputs)  // inputs: pre-synaptic population size (N for recurrent synapses)
-      : g(N), g_top(N), g_bottom(N), g_pre(inputs), cm_t(N), g_cm_t(N), gathered(pre), block_g_pre(pre) {}
+      : g(N), g_top(N), g_bottom(N), g_pre(inputs), cm_t(N), g_cm_t(N), g_sn(N), g_sc(N), gathered(pre),
+        block_g_pre(pre) {}
 };
 
 // Gradients of one fused update's synapse sums for R batch rows at once: recompute s, push g_num = g_top,
-// g_cond = g_bottom back to the pre-synaptic values (g_pre) and into the parameter gradients G.
+// g_cond = g_bottom back to the pre-synaptic values (g_pre) and into the parameter gradients G (four
+// arrays of S's size and layout, back to back). S is the block post-synaptic-major, (rows, columns) =
+// (post, pre): a vector of pre-synaptic neurons at a time walks through every post-synaptic one, so
+// their g_pre stay in registers.
 template <typename T, int R>
-void synapse_vjp(const Block& B, const T* const* v, Row<T>* rows, const T* sigma, const T* mu, const T* w,
-                 const T* we, T* G_sigma, T* G_mu, T* G_w, T* G_we) {
+void synapse_vjp(const Block& B, const T* const* v, Row<T>* rows, const Synapses<T>& S, T* G) {
   using V = Vectorized<T>;
   constexpr int64_t W = V::size();
-  const int64_t K = B.pre;
+  const int64_t K = B.pre, size = panel_size(S);
+  T *G_sigma = G, *G_mu = G + size, *G_w = G + 2 * size, *G_we = G + 3 * size;
   const T* x[R];
   T* g_pre[R];  // the block's pre-synaptic gradients
   for (int r = 0; r < R; ++r) {
     x[r] = pre_values(B, v[r], rows[r].gathered.data());
     g_pre[r] = B.pre_index ? rows[r].block_g_pre.data() : rows[r].g_pre.data();
-    std::fill(g_pre[r], g_pre[r] + K, T(0));
   }
-  for (int64_t i = 0; i < B.post; ++i) {
-    const int64_t neuron = B.post_index ? B.post_index[i] : i, row = i * K;
-    T gt[R], gb[R];
-    for (int r = 0; r < R; ++r) {
-      gt[r] = rows[r].g_top[neuron];
-      gb[r] = rows[r].g_bottom[neuron];
-    }
-    for (int64_t k = 0; k < K; k += W) {
-      const int64_t n = std::min(W, K - k), at = row + k;
-      const V m = load(mu + at, n), sg = load(sigma + at, n), ww = load(w + at, n), wwe = load(we + at, n);
+  for (int64_t k = 0; k < K; k += W) {
+    const int64_t n = std::min(W, K - k);
+    V xk[R], gk[R];
+    for (int r = 0; r < R; ++r) xk[r] = load(x[r] + k, n), gk[r] = V(T(0));
+    for (int64_t i = 0; i < B.post; ++i) {
+      const int64_t neuron = B.post_index ? B.post_index[i] : i, at = S.at(i, k);
+      const V m = load(S.mu + at, n), sg = load(S.sigma + at, n), ww = load(S.w + at, n), wwe = load(S.we + at, n);
       V a_sigma(T(0)), a_mu(T(0)), a_w(T(0)), a_we(T(0));
       for (int r = 0; r < R; ++r) {
-        const V top(gt[r]), bottom(gb[r]);
-        const V d = load(x[r] + k, n) - m;
-        const V s = sigmoid(d * sg);
-        const V gz = (top * wwe + bottom * ww) * s * (V(T(1)) - s);
+        const V top(rows[r].g_top[neuron]), bottom(rows[r].g_bottom[neuron]);
+        const V nd = m - xk[r];
+        const V s = logistic(nd * sg);
+        const V gz = at::vec::fmadd(top, wwe, bottom * ww) * at::vec::fnmadd(s, s, s);  // d(top, bottom)/dz
         const V gs = gz * sg;
-        store(load(g_pre[r] + k, n) + gs, g_pre[r] + k, n);
-        a_sigma = at::vec::fmadd(gz, d, a_sigma);
+        gk[r] = gk[r] + gs;
+        a_sigma = at::vec::fnmadd(gz, nd, a_sigma);
         a_mu = a_mu + gs;
         a_w = at::vec::fmadd(s, bottom, a_w);
         a_we = at::vec::fmadd(s, top, a_we);
@@ -308,6 +400,7 @@ void synapse_vjp(const Block& B, const T* const* v, Row<T>* rows, const T* sigma
       store(load(G_w + at, n) + a_w, G_w + at, n);
       store(load(G_we + at, n) + a_we, G_we + at, n);
     }
+    for (int r = 0; r < R; ++r) store(gk[r], g_pre[r] + k, n);
   }
   if (B.pre_index) {
     for (int r = 0; r < R; ++r) {
@@ -317,18 +410,18 @@ void synapse_vjp(const Block& B, const T* const* v, Row<T>* rows, const T* sigma
   }
 }
 
-// Sums the per-thread gradient buffers into the output tensors, which lie back to back in them.
-template <typename T, typename It>
-void sum_partials(const std::vector<std::vector<T>>& partial, It first, It last) {
-  int64_t offset = 0;
-  for (It out = first; out != last; ++out) {
-    T* dst = out->template data_ptr<T>();
-    for (int64_t n = 0; n < out->numel(); ++n) {
-      T total = T(0);
-      for (const auto& acc : partial) total += acc[offset + n];
-      dst[n] = total;
-    }
-    offset += out->numel();
+// Sums the per-thread gradient buffers (extra values, then the four synapse arrays in S's panel layout)
+// and writes them into out: the extra values into out[0] (if any), the synapse arrays into the next four.
+template <typename T>
+void write_gradients(std::vector<std::vector<T>>& partial, int64_t extra, const Synapses<T>& S,
+                     torch::Tensor* out) {
+  std::vector<T>& total = partial[0];
+  for (size_t t = 1; t < partial.size(); ++t) {
+    for (size_t n = 0; n < total.size(); ++n) total[n] += partial[t][n];
+  }
+  if (extra > 0) std::copy(total.begin(), total.begin() + extra, (out++)->template data_ptr<T>());
+  for (int64_t q = 0; q < 4; ++q) {
+    from_panels(total.data() + extra + q * panel_size(S), S.rows, S.columns, out[q].template data_ptr<T>());
   }
 }
 
@@ -337,55 +430,55 @@ template <typename T>
 struct Backward {
   Block B;
   int64_t steps, batch, N, unfolds;
-  T eps;
-  const T *gleak, *vleak, *cm, *sigma, *mu, *w, *we, *g_states, *trace, *sn, *sc, *h, *keep;
+  Synapses<T> S;  // the block in panels, (post, pre)
+  const T *cm, *g_states, *states, *trace, *h, *keep;
   T *g_v0, *g_sn, *g_sc, *g_h;
 };
 
 // The backward pass of R batch rows b0 .. b0 + R - 1 through the whole sequence; parameter
-// gradients accumulate into acc (gleak, vleak, cm: N each; sigma, mu, w, we: the block's size each).
+// gradients accumulate into acc (cm: N; then sigma, mu, w, we in the panels' layout). Each unfold's
+// output state is the next unfold's input (the step's state after the last), its denominator is traced.
 template <typename T, int R>
 void backward_rows(const Backward<T>& c, int64_t b0, Row<T>* rows, T* acc) {
-  const int64_t N = c.N, S = c.B.pre * c.B.post;
-  T *G_gleak = acc, *G_vleak = acc + N, *G_cm = acc + 2 * N;
-  T *G_sigma = acc + 3 * N, *G_mu = G_sigma + S, *G_w = G_mu + S, *G_we = G_w + S;
+  using V = Vectorized<T>;
+  const int64_t N = c.N;
+  T* G_cm = acc;
   for (int r = 0; r < R; ++r) std::fill(rows[r].g.begin(), rows[r].g.end(), T(0));
   for (int64_t t = c.steps - 1; t >= 0; --t) {
     for (int r = 0; r < R; ++r) {
       const int64_t tb = t * c.batch + b0 + r;
       Row<T>& row = rows[r];
-      for (int64_t i = 0; i < N; ++i) {
-        row.g[i] += c.g_states[tb * N + i];
-        row.cm_t[i] = c.cm[i] / c.h[tb];
-        row.g_cm_t[i] = T(0);
-      }
-      std::fill(c.g_sn + tb * N, c.g_sn + (tb + 1) * N, T(0));
-      std::fill(c.g_sc + tb * N, c.g_sc + (tb + 1) * N, T(0));
+      for_vectors<T>(N, [&](int64_t i, int64_t n) {
+        store(load(row.g.data() + i, n) + load(c.g_states + tb * N + i, n), row.g.data() + i, n);
+        store(load(c.cm + i, n) / V(c.h[tb]), row.cm_t.data() + i, n);
+      });
+      for (auto* zero : {&row.g_cm_t, &row.g_sn, &row.g_sc}) std::fill(zero->begin(), zero->end(), T(0));
     }
     for (int64_t u = c.unfolds - 1; u >= 0; --u) {
       const T* v[R];
       for (int r = 0; r < R; ++r) {
-        const int64_t tb = t * c.batch + b0 + r;
-        const T* slot = c.trace + (((b0 + r) * c.steps + t) * c.unfolds + u) * 3 * N;
-        const T *num = slot + N, *cond = slot + 2 * N, *sn_t = c.sn + tb * N, *sc_t = c.sc + tb * N;
-        T *gsn = c.g_sn + tb * N, *gsc = c.g_sc + tb * N;
+        const T* slot = c.trace + (((b0 + r) * c.steps + t) * c.unfolds + u) * 2 * N;
+        const T *bottom = slot + N, *v_out = u + 1 < c.unfolds ? slot + 2 * N : c.states + (t * c.batch + b0 + r) * N;
         Row<T>& row = rows[r];
         v[r] = slot;
-        for (int64_t i = 0; i < N; ++i) {
-          const T bottom = row.cm_t[i] + c.gleak[i] + cond[i] + sc_t[i] + c.eps;
-          const T v_out = (row.cm_t[i] * slot[i] + c.gleak[i] * c.vleak[i] + num[i] + sn_t[i]) / bottom;
-          row.g_top[i] = row.g[i] / bottom;
-          row.g_bottom[i] = -row.g_top[i] * v_out;
-          gsn[i] += row.g_top[i];
-          gsc[i] += row.g_bottom[i];
-          G_gleak[i] += row.g_top[i] * c.vleak[i] + row.g_bottom[i];
-          G_vleak[i] += row.g_top[i] * c.gleak[i];
-          row.g_cm_t[i] += row.g_top[i] * slot[i] + row.g_bottom[i];
-        }
+        for_vectors<T>(N, [&](int64_t i, int64_t n) {
+          const V g_top = load(row.g.data() + i, n) / load(bottom + i, n);
+          const V g_bottom = V(T(0)) - g_top * load(v_out + i, n);
+          store(g_top, row.g_top.data() + i, n);
+          store(g_bottom, row.g_bottom.data() + i, n);
+          store(load(row.g_sn.data() + i, n) + g_top, row.g_sn.data() + i, n);
+          store(load(row.g_sc.data() + i, n) + g_bottom, row.g_sc.data() + i, n);
+          store(load(row.g_cm_t.data() + i, n) + at::vec::fmadd(g_top, load(slot + i, n), g_bottom),
+                row.g_cm_t.data() + i, n);
+        });
       }
-      synapse_vjp<T, R>(c.B, v, rows, c.sigma, c.mu, c.w, c.we, G_sigma, G_mu, G_w, G_we);
+      synapse_vjp<T, R>(c.B, v, rows, c.S, acc + N);
       for (int r = 0; r < R; ++r) {
-        for (int64_t i = 0; i < N; ++i) rows[r].g[i] = rows[r].g_pre[i] + rows[r].g_top[i] * rows[r].cm_t[i];
+        Row<T>& row = rows[r];
+        for_vectors<T>(N, [&](int64_t i, int64_t n) {
+          store(at::vec::fmadd(load(row.g_top.data() + i, n), load(row.cm_t.data() + i, n),
+                               load(row.g_pre.data() + i, n)), row.g.data() + i, n);
+        });
       }
     }
     for (int r = 0; r < R; ++r) {
@@ -397,30 +490,31 @@ void backward_rows(const Backward<T>& c, int64_t b0, Row<T>* rows, T* acc) {
         G_cm[i] += row.g_cm_t[i] / c.h[tb];
       }
       c.g_h[tb] = gh;
+      std::copy(row.g_sn.begin(), row.g_sn.end(), c.g_sn + tb * N);
+      std::copy(row.g_sc.begin(), row.g_sc.end(), c.g_sc + tb * N);
       if (c.keep && c.keep[tb] == T(0)) std::fill(row.g.begin(), row.g.end(), T(0));
     }
   }
   for (int r = 0; r < R; ++r) std::copy(rows[r].g.begin(), rows[r].g.end(), c.g_v0 + (b0 + r) * N);
 }
 
+// out: the gradients w.r.t. v0, sn, sc, h, gleak, vleak, cm, sigma, mu, w, we. Those of gleak and
+// vleak follow from sn's and sc's (they enter the update as gleak vleak + sn and gleak + sc).
 template <typename T>
-void backward_impl(const torch::Tensor& g_states, const torch::Tensor& trace, const torch::Tensor& sn,
-                   const torch::Tensor& sc, const torch::Tensor& h, const torch::Tensor& keep, const Params& p,
-                   int64_t unfolds, double epsilon, std::vector<torch::Tensor>& out) {
-  const int64_t steps = sn.size(0), batch = sn.size(1), N = sn.size(2);
+void backward_impl(const torch::Tensor& g_states, const torch::Tensor& states, const torch::Tensor& trace,
+                   const torch::Tensor& h, const torch::Tensor& keep, const Params& p, int64_t unfolds,
+                   std::vector<torch::Tensor>& out) {
+  const int64_t steps = states.size(0), batch = states.size(1), N = states.size(2);
   const Block B = block_of(p, N, true);
-  const int64_t S = B.pre * B.post;
-  const Backward<T> c{B, steps, batch, N, unfolds, static_cast<T>(epsilon),
-                      p.gleak.data_ptr<T>(), p.vleak.data_ptr<T>(), p.cm.data_ptr<T>(), p.sigma.data_ptr<T>(),
-                      p.mu.data_ptr<T>(), p.w.data_ptr<T>(), p.we.data_ptr<T>(), g_states.data_ptr<T>(),
-                      trace.data_ptr<T>(), sn.data_ptr<T>(), sc.data_ptr<T>(), h.data_ptr<T>(),
+  const Panels<T> panels(p.sigma, p.mu, p.w, p.we);
+  const Backward<T> c{B, steps, batch, N, unfolds, panels.view(), p.cm.data_ptr<T>(), g_states.data_ptr<T>(),
+                      states.data_ptr<T>(), trace.data_ptr<T>(), h.data_ptr<T>(),
                       keep.defined() ? keep.data_ptr<T>() : nullptr, out[0].data_ptr<T>(), out[1].data_ptr<T>(),
                       out[2].data_ptr<T>(), out[3].data_ptr<T>()};
   // Per-thread parameter gradients, summed at the end.
-  const int64_t threads = at::get_num_threads();
-  std::vector<std::vector<T>> partial(threads, std::vector<T>(3 * N + 4 * S, T(0)));
+  std::vector<std::vector<T>> partial(at::get_num_threads(), std::vector<T>(N + 4 * panel_size(c.S), T(0)));
   const int64_t groups = (batch + kRows - 1) / kRows;
-  const int64_t grain = (batch * S < (1 << 16)) ? groups : 1;
+  const int64_t grain = (batch * B.pre * B.post < (1 << 16)) ? groups : 1;
   at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
     T* acc = partial[at::get_thread_num()].data();
     std::vector<Row<T>> rows(kRows, Row<T>(N, B.pre, N));
@@ -428,26 +522,32 @@ void backward_impl(const torch::Tensor& g_states, const torch::Tensor& trace, co
       backward_rows<T, decltype(group)::value>(c, b0, rows.data(), acc);
     });
   });
-  sum_partials(partial, out.begin() + 4, out.end());
+  write_gradients(partial, N, c.S, out.data() + 6);
+  const T *g_sn = c.g_sn, *g_sc = c.g_sc, *gleak = p.gleak.data_ptr<T>(), *vleak = p.vleak.data_ptr<T>();
+  T *G_gleak = out[4].data_ptr<T>(), *G_vleak = out[5].data_ptr<T>();
+  std::vector<T> sum_sn(N, T(0)), sum_sc(N, T(0));
+  for (int64_t tb = 0; tb < steps * batch; ++tb) {
+    for (int64_t i = 0; i < N; ++i) sum_sn[i] += g_sn[tb * N + i], sum_sc[i] += g_sc[tb * N + i];
+  }
+  for (int64_t i = 0; i < N; ++i) G_gleak[i] = vleak[i] * sum_sn[i] + sum_sc[i], G_vleak[i] = gleak[i] * sum_sn[i];
 }
 
-// Returns the gradients w.r.t. v0, sn, sc, h, gleak, vleak, cm, sigma, mu, w, we (the block, post-major).
-std::vector<torch::Tensor> backward(torch::Tensor g_states, torch::Tensor trace, torch::Tensor sn,
-                                    torch::Tensor sc, torch::Tensor h, c10::optional<torch::Tensor> keep,
-                                    torch::Tensor gleak, torch::Tensor vleak, torch::Tensor cm, torch::Tensor sigma,
-                                    torch::Tensor mu, torch::Tensor w, torch::Tensor we,
-                                    c10::optional<torch::Tensor> pre_index, c10::optional<torch::Tensor> post_index,
-                                    int64_t unfolds, double epsilon) {
+// Returns the gradients w.r.t. v0, sn, sc, h, gleak, vleak, cm, sigma, mu, w, we (the block, post-major),
+// given the forward pass's states and trace.
+std::vector<torch::Tensor> backward(torch::Tensor g_states, torch::Tensor states, torch::Tensor trace, torch::Tensor h,
+                                    c10::optional<torch::Tensor> keep, torch::Tensor gleak, torch::Tensor vleak,
+                                    torch::Tensor cm, torch::Tensor sigma, torch::Tensor mu, torch::Tensor w,
+                                    torch::Tensor we, c10::optional<torch::Tensor> pre_index,
+                                    c10::optional<torch::Tensor> post_index, int64_t unfolds) {
   Params p = contiguous_params(gleak, vleak, cm, sigma, mu, w, we, pre_index, post_index);
-  g_states = g_states.contiguous(), trace = trace.contiguous(), sn = sn.contiguous(), sc = sc.contiguous();
-  h = h.contiguous();
+  g_states = g_states.contiguous(), states = states.contiguous(), trace = trace.contiguous(), h = h.contiguous();
   std::vector<torch::Tensor> out;  // contiguous, as the kernel writes them
-  for (const auto& like : {g_states[0], sn, sc, h, p.gleak, p.vleak, p.cm, p.sigma, p.mu, p.w, p.we}) {
+  for (const auto& like : {g_states[0], g_states, g_states, h, p.gleak, p.vleak, p.cm, p.sigma, p.mu, p.w, p.we}) {
     out.push_back(torch::empty(like.sizes(), like.options()));
   }
   torch::Tensor keep_t = keep.has_value() ? keep->contiguous() : torch::Tensor();
-  AT_DISPATCH_FLOATING_TYPES(sn.scalar_type(), "ltc_native_backward", [&] {
-    backward_impl<scalar_t>(g_states, trace, sn, sc, h, keep_t, p, unfolds, epsilon, out);
+  AT_DISPATCH_FLOATING_TYPES(states.scalar_type(), "ltc_native_backward", [&] {
+    backward_impl<scalar_t>(g_states, states, trace, h, keep_t, p, unfolds, out);
   });
   return out;
 }
@@ -464,8 +564,9 @@ std::vector<torch::Tensor> sensory_forward(torch::Tensor x, torch::Tensor sigma,
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ltc_native_sensory_forward", [&] {
     using T = scalar_t;
     const Block B = block_of(p, neurons, false);
-    const T *xs = x.data_ptr<T>(), *sg = p.sigma.data_ptr<T>(), *m = p.mu.data_ptr<T>(), *ww = p.w.data_ptr<T>(),
-            *wwe = p.we.data_ptr<T>();
+    const Panels<T> panels(p.sigma, p.mu, p.w, p.we);
+    const Synapses<T> S = panels.view();
+    const T* xs = x.data_ptr<T>();
     T *num_p = num.data_ptr<T>(), *cond_p = cond.data_ptr<T>();
     const int64_t groups = (rows + kRows - 1) / kRows;
     at::parallel_for(0, groups, 16, [&](int64_t begin, int64_t end) {
@@ -478,7 +579,7 @@ std::vector<torch::Tensor> sensory_forward(torch::Tensor x, torch::Tensor sigma,
           v[r] = xs + (r0 + r) * inputs, num_out[r] = num_p + (r0 + r) * neurons;
           cond_out[r] = cond_p + (r0 + r) * neurons;
         }
-        block_sums<T, R>(B, v, sg, m, ww, wwe, scratch.data(), num_out, cond_out);
+        block_sums<T, R>(B, v, S, scratch.data(), num_out, cond_out);
       });
     });
   });
@@ -498,10 +599,11 @@ std::vector<torch::Tensor> sensory_backward(torch::Tensor x, torch::Tensor g_num
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ltc_native_sensory_backward", [&] {
     using T = scalar_t;
     const Block B = block_of(p, neurons, true);
-    const int64_t S = B.pre * B.post;
+    const Panels<T> panels(p.sigma, p.mu, p.w, p.we);
+    const Synapses<T> S = panels.view();
     const T *xs = x.data_ptr<T>(), *gn = g_num.data_ptr<T>(), *gc = g_cond.data_ptr<T>();
     T* g_x = out[0].data_ptr<T>();
-    std::vector<std::vector<T>> partial(at::get_num_threads(), std::vector<T>(4 * S, T(0)));
+    std::vector<std::vector<T>> partial(at::get_num_threads(), std::vector<T>(4 * panel_size(S), T(0)));
     const int64_t groups = (rows + kRows - 1) / kRows;
     at::parallel_for(0, groups, 16, [&](int64_t begin, int64_t end) {
       T* acc = partial[at::get_thread_num()].data();
@@ -514,12 +616,11 @@ std::vector<torch::Tensor> sensory_backward(torch::Tensor x, torch::Tensor g_num
           std::copy(gn + (r0 + r) * neurons, gn + (r0 + r + 1) * neurons, row[r].g_top.begin());
           std::copy(gc + (r0 + r) * neurons, gc + (r0 + r + 1) * neurons, row[r].g_bottom.begin());
         }
-        synapse_vjp<T, R>(B, v, row.data(), p.sigma.data_ptr<T>(), p.mu.data_ptr<T>(), p.w.data_ptr<T>(),
-                          p.we.data_ptr<T>(), acc, acc + S, acc + 2 * S, acc + 3 * S);
+        synapse_vjp<T, R>(B, v, row.data(), S, acc);
         for (int r = 0; r < R; ++r) std::copy(row[r].g_pre.begin(), row[r].g_pre.end(), g_x + (r0 + r) * inputs);
       });
     });
-    sum_partials(partial, out.begin() + 1, out.end());
+    write_gradients(partial, 0, S, out.data() + 1);
   });
   return out;
 }
@@ -565,8 +666,9 @@ void inference_impl(const torch::Tensor& x, const torch::Tensor& v0, const torch
   positive(t[2].data_ptr<T>(), static_cast<const T*>(nullptr), N, implicit, cm.data());
   prepare_synapses<T>(t[5], t[6], t[11], implicit, w, we);
   prepare_synapses<T>(t[9], t[10], t[12], implicit, sw, swe);
-  const T *vleak = t[1].data_ptr<T>(), *sigma = t[3].data_ptr<T>(), *mu = t[4].data_ptr<T>();
-  const T *s_sigma = t[7].data_ptr<T>(), *s_mu = t[8].data_ptr<T>();
+  const T* vleak = t[1].data_ptr<T>();
+  const Synapses<T> recurrent{t[3].data_ptr<T>(), t[4].data_ptr<T>(), w.data(), we.data(), N, N, N, 1};
+  const Synapses<T> sensory{t[7].data_ptr<T>(), t[8].data_ptr<T>(), sw.data(), swe.data(), I, N, N, 1};
   const T* in_w = t[13].defined() ? t[13].data_ptr<T>() : nullptr;
   const T* in_b = t[14].defined() ? t[14].data_ptr<T>() : nullptr;
   const T* out_w = t[15].defined() ? t[15].data_ptr<T>() : nullptr;
@@ -579,13 +681,13 @@ void inference_impl(const torch::Tensor& x, const torch::Tensor& v0, const torch
     for (int64_t j = 0; j < I; ++j) inputs[j] = (in_w ? xb[j] * in_w[j] : xb[j]) + (in_b ? in_b[j] : T(0));
     const T* in[1] = {inputs.data()};
     T *sn_out[1] = {sn.data()}, *sc_out[1] = {sc.data()}, *num_out[1] = {num.data()}, *cond_out[1] = {cond.data()};
-    synapse_sums_pre_major<T, 1>(I, N, in, s_sigma, s_mu, sw.data(), swe.data(), sn_out, sc_out);
+    synapse_sums<T, 1>(sensory, in, sn_out, sc_out);
     const T h = (dt_p ? dt_p[b] : T(1)) / static_cast<T>(unfolds);
     for (int64_t i = 0; i < N; ++i) cm_t[i] = cm[i] / h;
     std::copy(v0.data_ptr<T>() + b * N, v0.data_ptr<T>() + (b + 1) * N, v.begin());
     for (int64_t u = 0; u < unfolds; ++u) {
       const T* state[1] = {v.data()};
-      synapse_sums_pre_major<T, 1>(N, N, state, sigma, mu, w.data(), we.data(), num_out, cond_out);
+      synapse_sums<T, 1>(recurrent, state, num_out, cond_out);
       for (int64_t i = 0; i < N; ++i) {
         v[i] = (cm_t[i] * v[i] + gleak[i] * vleak[i] + num[i] + sn[i]) /
                (cm_t[i] + gleak[i] + cond[i] + sc[i] + eps);
