@@ -39,6 +39,28 @@ def test_kernel_builds_and_serves_the_fused_solver_on_cpu() -> None:
     assert not native.applies(state, parameter.double(), "fused")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_synapse_activation_matches_torch_sigmoid(dtype: torch.dtype) -> None:
+    """The kernel's own logistic (a polynomial exp in float32) against torch.sigmoid, one synapse at a time:
+    within 5e-6 relative (3e-6 from the polynomial, |z| * 6e-8 from rounding the exponent), 0 and 1 far out
+    (to float32's rounding of 1 / (1 + 0)), and NaN kept."""
+    z = torch.cat([torch.linspace(-30, 30, 20001, dtype=torch.float64),
+                   torch.tensor([-1e30, -200.0, -90.0, 90.0, 200.0, 1e30, float("inf"), -float("inf"), float("nan")],
+                                dtype=torch.float64)])
+    one = torch.ones(1, 1, dtype=dtype)
+    # one input, one neuron, sigma 1, mu 0, w = we = 1: num = cond = sigmoid(x)
+    num, cond = native.native_kernel().sensory_forward(z.to(dtype).unsqueeze(1), one, 0 * one, one, one, None, None, 1)
+    expected = torch.sigmoid(z.to(dtype))
+    torch.testing.assert_close(num, cond, rtol=0, atol=0, equal_nan=True)
+    actual = num.squeeze(1)
+    central = z.abs() <= 30
+    relative = ((actual[central] - expected[central]).abs() / expected[central]).max().item()
+    assert relative < (5e-6 if dtype == torch.float32 else 1e-14), relative
+    far = ~central & ~z.isnan()
+    torch.testing.assert_close(actual[far], expected[far], rtol=0, atol=1e-7 if dtype == torch.float32 else 1e-15)
+    assert torch.isnan(actual[-1])
+
+
 @pytest.mark.parametrize("native_path", [True, False], ids=["native", "graph"], indirect=True)
 @pytest.mark.parametrize("implicit", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])

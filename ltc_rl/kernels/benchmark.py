@@ -3,15 +3,17 @@
 Used by ``scripts/bench_cell.py``. Each case runs in a fresh subprocess, so that
 
 * its peak memory is its own: the worker resets the kernel's peak-RSS mark (``VmHWM``, via
-  ``/proc/self/clear_refs``) right before the measured step and reads it right after; we
-  report that peak and the growth over the RSS just before the step ("step memory");
+  ``/proc/self/clear_refs``) right before each step and reads it right after; we report the
+  highest peak and, as "step memory", the first step's growth over the RSS just before it (later
+  steps reuse memory the allocator kept from the first, which would hide what a step needs);
 * a case that needs too much memory fails alone: the worker caps its address space with
   ``resource.setrlimit(RLIMIT_AS)`` at its size after start-up plus ``memory_cap_gb`` and
   reports "OOM" instead of pushing the machine into swap or the OOM killer.
 
 On CUDA, memory is ``torch.cuda.max_memory_allocated`` and no address-space cap is set.
-Times are wall-clock; the best of ``repeats`` runs counts (the least disturbed by other load)
-and the first call, which includes ``torch.compile``'s compile time, is reported separately.
+Times are wall-clock. Every implementation gets one warm-up call first (reported separately: it
+includes ``torch.compile``'s compile time and the allocator's first growth), then the best of
+``repeats`` runs counts (the least disturbed by other load on the machine).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class Result:
     seconds: float | None = None  # best train step, or median latency of one step
     first_seconds: float | None = None  # first call, compile included
     peak_mb: float | None = None  # peak RSS during the measured step (CUDA: max allocated)
-    step_mb: float | None = None  # peak minus the memory just before the step
+    step_mb: float | None = None  # first step: its peak minus the memory just before it
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,13 +75,13 @@ class Result:
 def default_cases(quick: bool = False, device: str = "cpu", threads: int = 2) -> list[Case]:
     """The issue's shapes: training FC 64 (time, memory), batch-1 latency FC 32/64, AutoNCP vs FC,
     FC 128/256 within 4 GB (ncps attempted under a cap); on CUDA, FC 64 at batch 1024."""
-    steps, repeats = (32, 1) if quick else (128, 3)
+    steps, repeats = (32, 1) if quick else (128, 5)
     base = Case("ltc_rl", "train", "fc", 64, 64, steps, repeats=repeats, threads=threads, device=device)
     if device != "cpu":
         gpu = replace(base, batch=1024, memory_cap_gb=0.0)
         return [replace(gpu, impl=impl) for impl in IMPLEMENTATIONS]
     ncps_cap = 12.0  # ncps needs ~7.5 GB at FC 64 / seq 128; larger shapes are reported as OOM
-    cases = [replace(base, impl="ncps", repeats=1 if quick else 2, memory_cap_gb=ncps_cap), base,
+    cases = [replace(base, impl="ncps", memory_cap_gb=ncps_cap), base,
              replace(base, wiring="autoncp")]
     for units in (32, 64):
         latency = Case("ltc_rl", "latency", "fc", units, 1, repeats=1, threads=threads,
@@ -145,8 +147,8 @@ def _measure_train(case: Case, result: Result) -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    times, peaks, steps = [], [], []
-    for run in range(case.repeats + (0 if case.impl == "ncps" else 1)):  # ltc_rl: one extra, compiling run
+    times, peaks = [], []
+    for run in range(1 + case.repeats):  # a warm-up call, then the measured ones
         model.zero_grad(set_to_none=True)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -156,15 +158,14 @@ def _measure_train(case: Case, result: Result) -> None:
             before = _status_kb("VmRSS") * 1024
         seconds = train_step()
         peak = torch.cuda.max_memory_allocated() if cuda else _status_kb("VmHWM") * 1024
-        if run == 0:
+        peaks.append(peak)
+        if run == 0:  # every byte the step needs still has to come from the system
             result.first_seconds = seconds
-        if run > 0 or case.impl == "ncps":
+            result.step_mb = (peak - before) / 2**20
+        else:
             times.append(seconds)
-            peaks.append(peak)
-            steps.append(peak - before)
     result.seconds = min(times)
     result.peak_mb = max(peaks) / 2**20
-    result.step_mb = max(steps) / 2**20
 
 
 def _measure_latency(case: Case, result: Result) -> None:

@@ -16,6 +16,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
+#include <atomic>
 #include <type_traits>
 #include <vector>
 
@@ -30,19 +31,22 @@ struct Block {
   const int64_t* post_index; // (post,)
 };
 
-// logistic(nz) = 1 / (1 + exp(nz)) = sigmoid(-nz): the synapse activation, given its negated argument.
-// Generic: ATen's exp (Sleef for float64) and a division.
+// logistic(y) = 1 / (1 + 2^y) = sigmoid(-y ln 2): the synapse activation sigmoid(sigma (x - mu)), given
+// y = slope (mu - x) with slope = sigma log2(e) (the kernels keep that product per synapse, which saves
+// a multiplication and lets the exponent split into integer and fraction by a subtraction).
+// Generic: ATen's exp2 (Sleef for float64) and a division.
 template <typename T>
-inline Vectorized<T> logistic(const Vectorized<T>& nz) {
-  return Vectorized<T>(T(1)) / (Vectorized<T>(T(1)) + nz.exp());
+inline Vectorized<T> logistic(const Vectorized<T>& y) {
+  return Vectorized<T>(T(1)) / (Vectorized<T>(T(1)) + y.exp2());
 }
 
 #if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
-// float32 with AVX512 or AVX2, in 15 vector instructions: nz is clamped to [-80, 80] (sigmoid is
-// within 2e-35 of 0 or 1 beyond, and 1 + exp stays finite); exp(nz) = 2^n e^r with n = round(nz / ln 2)
-// and r = nz - n ln 2 in [-ln 2 / 2, ln 2 / 2], e^r a degree-5 polynomial (relative error < 2e-7); the
-// reciprocal is the hardware estimate refined by one Newton step. A NaN nz stays NaN (min and max take it
-// as their second operand, which they return for NaN).
+// float32 with AVX512 or AVX2, in 13 vector instructions: y is clamped to [-115, 115] (sigmoid is
+// within 3e-35 of 0 or 1 beyond, and 1 + 2^y stays finite); 2^y = 2^n 2^f with n = round(y) and
+// f = y - n in [-1/2, 1/2], 2^f a degree-4 minimax polynomial (relative error < 3e-6, about 25 ulp:
+// the accuracy class of ATen's own fast exp_u20; a degree more costs 5-8% of the training step); the
+// reciprocal is the hardware estimate refined by one Newton step. A NaN y stays NaN (min and max take
+// it as their second operand, which they return for NaN).
 namespace fast {
 #if defined(CPU_CAPABILITY_AVX512)
 using Raw = __m512;
@@ -55,12 +59,13 @@ inline Raw fma(Raw a, Raw b, Raw c) { return _mm512_fmadd_ps(a, b, c); }
 inline Raw fnma(Raw a, Raw b, Raw c) { return _mm512_fnmadd_ps(a, b, c); }
 inline Raw mul(Raw a, Raw b) { return _mm512_mul_ps(a, b); }
 inline Raw add(Raw a, Raw b) { return _mm512_add_ps(a, b); }
+inline Raw sub(Raw a, Raw b) { return _mm512_sub_ps(a, b); }
 #else
 using Raw = __m256;
 inline Raw splat(float x) { return _mm256_set1_ps(x); }
 inline Raw clamp(Raw x, float bound) { return _mm256_max_ps(splat(-bound), _mm256_min_ps(splat(bound), x)); }
 inline Raw round_nearest(Raw x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-inline Raw times_pow2(Raw p, Raw n) {  // |n| <= 116 after the clamp: 2^n is a normal float built from its bits
+inline Raw times_pow2(Raw p, Raw n) {  // |n| <= 115 after the clamp: 2^n is a normal float built from its bits
   const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
   return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23)));
 }
@@ -69,20 +74,20 @@ inline Raw fma(Raw a, Raw b, Raw c) { return _mm256_fmadd_ps(a, b, c); }
 inline Raw fnma(Raw a, Raw b, Raw c) { return _mm256_fnmadd_ps(a, b, c); }
 inline Raw mul(Raw a, Raw b) { return _mm256_mul_ps(a, b); }
 inline Raw add(Raw a, Raw b) { return _mm256_add_ps(a, b); }
+inline Raw sub(Raw a, Raw b) { return _mm256_sub_ps(a, b); }
 #endif
 }  // namespace fast
 
 template <>
-inline Vectorized<float> logistic(const Vectorized<float>& nz) {
+inline Vectorized<float> logistic(const Vectorized<float>& y) {
   using namespace fast;
-  const Raw x = clamp(nz, 80.f);
-  const Raw n = round_nearest(mul(x, splat(1.44269504f)));
-  const Raw r = fnma(n, splat(0.693147182f), x);
-  Raw p = fma(splat(0.00829031505f), r, splat(0.0418979302f));
-  p = fma(p, r, splat(0.166676357f));
-  p = fma(p, r, splat(0.499991506f));
-  p = fma(p, r, splat(0.999999702f));
-  p = fma(p, r, splat(1.f));
+  const Raw x = clamp(y, 115.f);
+  const Raw n = round_nearest(x);
+  const Raw f = sub(x, n);
+  Raw p = fma(splat(0.00958285294f), f, splat(0.0559064262f));
+  p = fma(p, f, splat(0.240240991f));
+  p = fma(p, f, splat(0.693124175f));
+  p = fma(p, f, splat(1.f));
   const Raw denominator = add(times_pow2(p, n), splat(1.f));
   const Raw estimate = reciprocal_estimate(denominator);
   return mul(estimate, fnma(denominator, estimate, splat(2.f)));
@@ -116,7 +121,7 @@ inline const T* pre_values(const Block& B, const T* v, T* gathered) {
 // (row-major, it strides across it, and the strided lines fall into few cache sets and evict each other).
 template <typename T>
 struct Synapses {
-  const T *sigma, *mu, *w, *we;
+  const T *sigma, *slope, *mu, *w, *we;  // slope = sigma log2(e)
   int64_t rows, columns, row_stride, column_stride;
   int64_t at(int64_t row, int64_t column) const { return row * row_stride + column * column_stride; }
 };
@@ -140,17 +145,27 @@ void from_panels(const T* panels, int64_t rows, int64_t columns, T* m) {
   }
 }
 
-// The four parameter tensors of a synapse block, (rows, columns) row-major, copied into panels.
+constexpr double kLog2E = 1.4426950408889634;
+
+// sigma log2(e) of n synapses.
+template <typename T>
+std::vector<T> slopes(const T* sigma, int64_t n) {
+  std::vector<T> slope(n);
+  for (int64_t k = 0; k < n; ++k) slope[k] = sigma[k] * static_cast<T>(kLog2E);
+  return slope;
+}
+
+// The parameter tensors of a synapse block, (rows, columns) row-major, copied into panels.
 template <typename T>
 struct Panels {
   int64_t rows, columns;
-  std::vector<T> sigma, mu, w, we;
+  std::vector<T> sigma, slope, mu, w, we;
   Panels(const torch::Tensor& sg, const torch::Tensor& m, const torch::Tensor& ww, const torch::Tensor& wwe)
       : rows(sg.size(0)), columns(sg.size(1)), sigma(to_panels(sg.data_ptr<T>(), rows, columns)),
-        mu(to_panels(m.data_ptr<T>(), rows, columns)), w(to_panels(ww.data_ptr<T>(), rows, columns)),
-        we(to_panels(wwe.data_ptr<T>(), rows, columns)) {}
+        slope(slopes(sigma.data(), static_cast<int64_t>(sigma.size()))), mu(to_panels(m.data_ptr<T>(), rows, columns)),
+        w(to_panels(ww.data_ptr<T>(), rows, columns)), we(to_panels(wwe.data_ptr<T>(), rows, columns)) {}
   Synapses<T> view() const {
-    return {sigma.data(), mu.data(), w.data(), we.data(), rows, columns, Vectorized<T>::size(), rows};
+    return {sigma.data(), slope.data(), mu.data(), w.data(), we.data(), rows, columns, Vectorized<T>::size(), rows};
   }
 };
 
@@ -161,7 +176,7 @@ int64_t panel_size(const Synapses<T>& S) {
   return (S.columns + W - 1) / W * W * S.rows;
 }
 
-// num[i] = sum_j we s, cond[i] = sum_j w s with s = sigmoid(sigma (x_j - mu)) = logistic(sigma (mu - x_j)),
+// num[i] = sum_j we s, cond[i] = sum_j w s with s = sigmoid(sigma (x_j - mu)) = logistic(slope (mu - x_j)),
 // for a population of (pre, post) = (rows, columns), vectorised over the post-synaptic neurons i, for R
 // rows x at once (they share every parameter load).
 template <typename T, int R>
@@ -174,9 +189,9 @@ void synapse_sums(const Synapses<T>& S, const T* const* x, T* const* num, T* con
     for (int r = 0; r < R; ++r) acc_num[r] = acc_cond[r] = V(T(0));
     for (int64_t j = 0; j < S.rows; ++j) {
       const int64_t at = S.at(j, i);
-      const V m = load(S.mu + at, n), sg = load(S.sigma + at, n), ww = load(S.w + at, n), wwe = load(S.we + at, n);
+      const V m = load(S.mu + at, n), sl = load(S.slope + at, n), ww = load(S.w + at, n), wwe = load(S.we + at, n);
       for (int r = 0; r < R; ++r) {
-        const V s = logistic((m - V(x[r][j])) * sg);
+        const V s = logistic((m - V(x[r][j])) * sl);
         acc_num[r] = at::vec::fmadd(s, wwe, acc_num[r]);
         acc_cond[r] = at::vec::fmadd(s, ww, acc_cond[r]);
       }
@@ -223,13 +238,27 @@ void block_sums(const Block& B, const T* const* v, const Synapses<T>& S, SumsScr
 // parameter gradients.
 constexpr int kRows = 4;
 
-// Runs body(std::integral_constant<int, R>, first_row) over rows [begin, end) in groups of kRows
-// (the last, shorter group row by row).
-template <typename Body>
-void for_row_groups(int64_t begin, int64_t end, Body body) {
-  int64_t r = begin;
-  for (; r + kRows <= end; r += kRows) body(std::integral_constant<int, kRows>(), r);
-  for (; r < end; ++r) body(std::integral_constant<int, 1>(), r);
+// Walks rows [0, rows) in groups of kRows (the last, shorter group row by row) on the intra-op threads:
+// body(std::integral_constant<int, R>, first_row, scratch), with scratch = make_scratch() once per thread.
+// Groups are handed out one at a time, so a thread slowed down by other load on the machine takes fewer;
+// `serial` keeps work too small to share on the calling thread.
+template <typename MakeScratch, typename Body>
+void parallel_row_groups(int64_t rows, bool serial, MakeScratch make_scratch, Body body) {
+  const int64_t groups = (rows + kRows - 1) / kRows;
+  const int64_t workers = serial ? 1 : std::min<int64_t>(at::get_num_threads(), groups);
+  std::atomic<int64_t> next{0};
+  auto work = [&](int64_t, int64_t) {
+    auto scratch = make_scratch();
+    for (int64_t group = next++; group < groups; group = next++) {
+      const int64_t first = group * kRows;
+      if (first + kRows <= rows) {
+        body(std::integral_constant<int, kRows>(), first, scratch);
+      } else {
+        for (int64_t r = first; r < rows; ++r) body(std::integral_constant<int, 1>(), r, scratch);
+      }
+    }
+  };
+  if (workers <= 1) work(0, 1); else at::parallel_for(0, workers, 1, work);
 }
 
 struct Params {
@@ -287,47 +316,52 @@ void forward_impl(const torch::Tensor& v0, const torch::Tensor& sn, const torch:
   T* out = states.data_ptr<T>();
   T* tr = trace ? trace->data_ptr<T>() : nullptr;
   const V eps(static_cast<T>(epsilon));
-  const int64_t groups = (batch + kRows - 1) / kRows;
-  const int64_t grain = (batch * B.pre * B.post < (1 << 16)) ? groups : 1;  // tiny problems stay on one thread
-  at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
-    std::vector<std::vector<T>> v(kRows, std::vector<T>(N)), num = v, cond = v, cm_t = v, top = v, bottom = v;
-    std::vector<SumsScratch<T>> scratch(kRows, SumsScratch<T>(B));
-    for_row_groups(begin * kRows, std::min(end * kRows, batch), [&](auto rows, int64_t b0) {
-      constexpr int R = decltype(rows)::value;
-      const T* v_in[R];
-      T *num_out[R], *cond_out[R];
+  const bool serial = batch * B.pre * B.post < (1 << 16);  // tiny problems stay on one thread
+  struct Scratch {
+    std::vector<std::vector<T>> v, num, cond, cm_t, top, bottom;
+    std::vector<SumsScratch<T>> sums;
+  };
+  auto make_scratch = [&] {
+    const std::vector<std::vector<T>> rows(kRows, std::vector<T>(N));
+    return Scratch{rows, rows, rows, rows, rows, rows, std::vector<SumsScratch<T>>(kRows, SumsScratch<T>(B))};
+  };
+  parallel_row_groups(batch, serial, make_scratch, [&](auto rows, int64_t b0, Scratch& scratch) {
+    auto &v = scratch.v, &num = scratch.num, &cond = scratch.cond, &cm_t = scratch.cm_t, &top = scratch.top,
+         &bottom = scratch.bottom;
+    constexpr int R = decltype(rows)::value;
+    const T* v_in[R];
+    T *num_out[R], *cond_out[R];
+    for (int r = 0; r < R; ++r) {
+      std::copy(v0_p + (b0 + r) * N, v0_p + (b0 + r + 1) * N, v[r].begin());
+      v_in[r] = v[r].data(), num_out[r] = num[r].data(), cond_out[r] = cond[r].data();
+    }
+    for (int64_t t = 0; t < steps; ++t) {
       for (int r = 0; r < R; ++r) {
-        std::copy(v0_p + (b0 + r) * N, v0_p + (b0 + r + 1) * N, v[r].begin());
-        v_in[r] = v[r].data(), num_out[r] = num[r].data(), cond_out[r] = cond[r].data();
+        const int64_t tb = t * batch + b0 + r;
+        if (keep_p && keep_p[tb] == T(0)) std::fill(v[r].begin(), v[r].end(), T(0));
+        for_vectors<T>(N, [&](int64_t i, int64_t n) {
+          const V c = load(cm + i, n) / V(h_p[tb]), g = load(gleak + i, n);
+          store(c, cm_t[r].data() + i, n);
+          store(at::vec::fmadd(g, load(vleak + i, n), load(sn_p + tb * N + i, n)), top[r].data() + i, n);
+          store(c + g + eps + load(sc_p + tb * N + i, n), bottom[r].data() + i, n);
+        });
       }
-      for (int64_t t = 0; t < steps; ++t) {
+      for (int64_t u = 0; u < unfolds; ++u) {
+        block_sums<T, R>(B, v_in, S, scratch.sums.data(), num_out, cond_out);
         for (int r = 0; r < R; ++r) {
-          const int64_t tb = t * batch + b0 + r;
-          if (keep_p && keep_p[tb] == T(0)) std::fill(v[r].begin(), v[r].end(), T(0));
+          T* slot = tr ? tr + (((b0 + r) * steps + t) * unfolds + u) * 2 * N : nullptr;
+          if (slot) std::copy(v[r].begin(), v[r].end(), slot);
           for_vectors<T>(N, [&](int64_t i, int64_t n) {
-            const V c = load(cm + i, n) / V(h_p[tb]), g = load(gleak + i, n);
-            store(c, cm_t[r].data() + i, n);
-            store(at::vec::fmadd(g, load(vleak + i, n), load(sn_p + tb * N + i, n)), top[r].data() + i, n);
-            store(c + g + eps + load(sc_p + tb * N + i, n), bottom[r].data() + i, n);
+            const V denominator = load(bottom[r].data() + i, n) + load(cond[r].data() + i, n);
+            const V numerator = at::vec::fmadd(load(cm_t[r].data() + i, n), load(v[r].data() + i, n),
+                                               load(top[r].data() + i, n) + load(num[r].data() + i, n));
+            store(numerator / denominator, v[r].data() + i, n);
+            if (slot) store(denominator, slot + N + i, n);
           });
         }
-        for (int64_t u = 0; u < unfolds; ++u) {
-          block_sums<T, R>(B, v_in, S, scratch.data(), num_out, cond_out);
-          for (int r = 0; r < R; ++r) {
-            T* slot = tr ? tr + (((b0 + r) * steps + t) * unfolds + u) * 2 * N : nullptr;
-            if (slot) std::copy(v[r].begin(), v[r].end(), slot);
-            for_vectors<T>(N, [&](int64_t i, int64_t n) {
-              const V denominator = load(bottom[r].data() + i, n) + load(cond[r].data() + i, n);
-              const V numerator = at::vec::fmadd(load(cm_t[r].data() + i, n), load(v[r].data() + i, n),
-                                                 load(top[r].data() + i, n) + load(num[r].data() + i, n));
-              store(numerator / denominator, v[r].data() + i, n);
-              if (slot) store(denominator, slot + N + i, n);
-            });
-          }
-        }
-        for (int r = 0; r < R; ++r) std::copy(v[r].begin(), v[r].end(), out + (t * batch + b0 + r) * N);
       }
-    });
+      for (int r = 0; r < R; ++r) std::copy(v[r].begin(), v[r].end(), out + (t * batch + b0 + r) * N);
+    }
   });
 }
 
@@ -381,12 +415,13 @@ void synapse_vjp(const Block& B, const T* const* v, Row<T>* rows, const Synapses
     for (int r = 0; r < R; ++r) xk[r] = load(x[r] + k, n), gk[r] = V(T(0));
     for (int64_t i = 0; i < B.post; ++i) {
       const int64_t neuron = B.post_index ? B.post_index[i] : i, at = S.at(i, k);
-      const V m = load(S.mu + at, n), sg = load(S.sigma + at, n), ww = load(S.w + at, n), wwe = load(S.we + at, n);
+      const V m = load(S.mu + at, n), sg = load(S.sigma + at, n), sl = load(S.slope + at, n);
+      const V ww = load(S.w + at, n), wwe = load(S.we + at, n);
       V a_sigma(T(0)), a_mu(T(0)), a_w(T(0)), a_we(T(0));
       for (int r = 0; r < R; ++r) {
         const V top(rows[r].g_top[neuron]), bottom(rows[r].g_bottom[neuron]);
         const V nd = m - xk[r];
-        const V s = logistic(nd * sg);
+        const V s = logistic(nd * sl);
         const V gz = at::vec::fmadd(top, wwe, bottom * ww) * at::vec::fnmadd(s, s, s);  // d(top, bottom)/dz
         const V gs = gz * sg;
         gk[r] = gk[r] + gs;
@@ -513,15 +548,11 @@ void backward_impl(const torch::Tensor& g_states, const torch::Tensor& states, c
                       out[2].data_ptr<T>(), out[3].data_ptr<T>()};
   // Per-thread parameter gradients, summed at the end.
   std::vector<std::vector<T>> partial(at::get_num_threads(), std::vector<T>(N + 4 * panel_size(c.S), T(0)));
-  const int64_t groups = (batch + kRows - 1) / kRows;
-  const int64_t grain = (batch * B.pre * B.post < (1 << 16)) ? groups : 1;
-  at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
-    T* acc = partial[at::get_thread_num()].data();
-    std::vector<Row<T>> rows(kRows, Row<T>(N, B.pre, N));
-    for_row_groups(begin * kRows, std::min(end * kRows, batch), [&](auto group, int64_t b0) {
-      backward_rows<T, decltype(group)::value>(c, b0, rows.data(), acc);
-    });
-  });
+  parallel_row_groups(
+      batch, batch * B.pre * B.post < (1 << 16), [&] { return std::vector<Row<T>>(kRows, Row<T>(N, B.pre, N)); },
+      [&](auto group, int64_t b0, std::vector<Row<T>>& rows) {
+        backward_rows<T, decltype(group)::value>(c, b0, rows.data(), partial[at::get_thread_num()].data());
+      });
   write_gradients(partial, N, c.S, out.data() + 6);
   const T *g_sn = c.g_sn, *g_sc = c.g_sc, *gleak = p.gleak.data_ptr<T>(), *vleak = p.vleak.data_ptr<T>();
   T *G_gleak = out[4].data_ptr<T>(), *G_vleak = out[5].data_ptr<T>();
@@ -568,20 +599,18 @@ std::vector<torch::Tensor> sensory_forward(torch::Tensor x, torch::Tensor sigma,
     const Synapses<T> S = panels.view();
     const T* xs = x.data_ptr<T>();
     T *num_p = num.data_ptr<T>(), *cond_p = cond.data_ptr<T>();
-    const int64_t groups = (rows + kRows - 1) / kRows;
-    at::parallel_for(0, groups, 16, [&](int64_t begin, int64_t end) {
-      std::vector<SumsScratch<T>> scratch(kRows, SumsScratch<T>(B));
-      for_row_groups(begin * kRows, std::min(end * kRows, rows), [&](auto group, int64_t r0) {
-        constexpr int R = decltype(group)::value;
-        const T* v[R];
-        T *num_out[R], *cond_out[R];
-        for (int r = 0; r < R; ++r) {
-          v[r] = xs + (r0 + r) * inputs, num_out[r] = num_p + (r0 + r) * neurons;
-          cond_out[r] = cond_p + (r0 + r) * neurons;
-        }
-        block_sums<T, R>(B, v, S, scratch.data(), num_out, cond_out);
-      });
-    });
+    auto make_scratch = [&] { return std::vector<SumsScratch<T>>(kRows, SumsScratch<T>(B)); };
+    auto body = [&](auto group, int64_t r0, std::vector<SumsScratch<T>>& scratch) {
+      constexpr int R = decltype(group)::value;
+      const T* v[R];
+      T *num_out[R], *cond_out[R];
+      for (int r = 0; r < R; ++r) {
+        v[r] = xs + (r0 + r) * inputs, num_out[r] = num_p + (r0 + r) * neurons;
+        cond_out[r] = cond_p + (r0 + r) * neurons;
+      }
+      block_sums<T, R>(B, v, S, scratch.data(), num_out, cond_out);
+    };
+    parallel_row_groups(rows, rows < 64, make_scratch, body);
   });
   return {num, cond};
 }
@@ -604,22 +633,19 @@ std::vector<torch::Tensor> sensory_backward(torch::Tensor x, torch::Tensor g_num
     const T *xs = x.data_ptr<T>(), *gn = g_num.data_ptr<T>(), *gc = g_cond.data_ptr<T>();
     T* g_x = out[0].data_ptr<T>();
     std::vector<std::vector<T>> partial(at::get_num_threads(), std::vector<T>(4 * panel_size(S), T(0)));
-    const int64_t groups = (rows + kRows - 1) / kRows;
-    at::parallel_for(0, groups, 16, [&](int64_t begin, int64_t end) {
-      T* acc = partial[at::get_thread_num()].data();
-      std::vector<Row<T>> row(kRows, Row<T>(neurons, B.pre, inputs));
-      for_row_groups(begin * kRows, std::min(end * kRows, rows), [&](auto group, int64_t r0) {
-        constexpr int R = decltype(group)::value;
-        const T* v[R];
-        for (int r = 0; r < R; ++r) {
-          v[r] = xs + (r0 + r) * inputs;
-          std::copy(gn + (r0 + r) * neurons, gn + (r0 + r + 1) * neurons, row[r].g_top.begin());
-          std::copy(gc + (r0 + r) * neurons, gc + (r0 + r + 1) * neurons, row[r].g_bottom.begin());
-        }
-        synapse_vjp<T, R>(B, v, row.data(), S, acc);
-        for (int r = 0; r < R; ++r) std::copy(row[r].g_pre.begin(), row[r].g_pre.end(), g_x + (r0 + r) * inputs);
-      });
-    });
+    auto make_scratch = [&] { return std::vector<Row<T>>(kRows, Row<T>(neurons, B.pre, inputs)); };
+    auto body = [&](auto group, int64_t r0, std::vector<Row<T>>& row) {
+      constexpr int R = decltype(group)::value;
+      const T* v[R];
+      for (int r = 0; r < R; ++r) {
+        v[r] = xs + (r0 + r) * inputs;
+        std::copy(gn + (r0 + r) * neurons, gn + (r0 + r + 1) * neurons, row[r].g_top.begin());
+        std::copy(gc + (r0 + r) * neurons, gc + (r0 + r + 1) * neurons, row[r].g_bottom.begin());
+      }
+      synapse_vjp<T, R>(B, v, row.data(), S, partial[at::get_thread_num()].data());
+      for (int r = 0; r < R; ++r) std::copy(row[r].g_pre.begin(), row[r].g_pre.end(), g_x + (r0 + r) * inputs);
+    };
+    parallel_row_groups(rows, rows < 64, make_scratch, body);
     write_gradients(partial, 0, S, out.data() + 1);
   });
   return out;
@@ -667,8 +693,10 @@ void inference_impl(const torch::Tensor& x, const torch::Tensor& v0, const torch
   prepare_synapses<T>(t[5], t[6], t[11], implicit, w, we);
   prepare_synapses<T>(t[9], t[10], t[12], implicit, sw, swe);
   const T* vleak = t[1].data_ptr<T>();
-  const Synapses<T> recurrent{t[3].data_ptr<T>(), t[4].data_ptr<T>(), w.data(), we.data(), N, N, N, 1};
-  const Synapses<T> sensory{t[7].data_ptr<T>(), t[8].data_ptr<T>(), sw.data(), swe.data(), I, N, N, 1};
+  const std::vector<T> slope = slopes(t[3].data_ptr<T>(), N * N), sensory_slope = slopes(t[7].data_ptr<T>(), I * N);
+  const Synapses<T> recurrent{t[3].data_ptr<T>(), slope.data(), t[4].data_ptr<T>(), w.data(), we.data(), N, N, N, 1};
+  const Synapses<T> sensory{t[7].data_ptr<T>(), sensory_slope.data(), t[8].data_ptr<T>(), sw.data(), swe.data(),
+                            I, N, N, 1};
   const T* in_w = t[13].defined() ? t[13].data_ptr<T>() : nullptr;
   const T* in_b = t[14].defined() ? t[14].data_ptr<T>() : nullptr;
   const T* out_w = t[15].defined() ? t[15].data_ptr<T>() : nullptr;
