@@ -128,6 +128,16 @@ def test_inference_step_matches_reference(native_path: bool, wiring: str, dt, ba
         torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_softplus_of_raw_weights_matches_torch(dtype: torch.dtype) -> None:
+    """Inference prepares positive weights with the kernel's own softplus (polynomials in float32): within
+    6e-6 relative of torch's (3e-6 plus |x| * 6e-8) on both sides of its threshold of 20, and NaN kept."""
+    x = torch.cat([torch.linspace(-40, 40, 30001, dtype=dtype), torch.tensor([float("inf"), float("nan")], dtype=dtype)])
+    actual, expected = native.native_kernel().softplus(x), torch.nn.functional.softplus(x)
+    torch.testing.assert_close(actual, expected, rtol=6e-6 if dtype == torch.float32 else 1e-14, atol=0,
+                               equal_nan=True)
+
+
 def test_inference_sees_parameters_changed_in_place() -> None:
     """Parameters are read afresh on every call, including changes through ``.data`` (no stale cache)."""
     reference, fast = make_pair("fc", "fused", torch.float64)

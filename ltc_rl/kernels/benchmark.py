@@ -13,11 +13,14 @@ Used by ``scripts/bench_cell.py``. Each case runs in a fresh subprocess, so that
 On CUDA, memory is ``torch.cuda.max_memory_allocated`` and no address-space cap is set.
 Times are wall-clock. Every implementation gets one warm-up call first (reported separately: it
 includes ``torch.compile``'s compile time and the allocator's first growth), then the best of
-``repeats`` runs counts (the least disturbed by other load on the machine).
+at least ``repeats`` runs counts (the least disturbed by other load on the machine); training
+cases repeat until ``window_seconds`` have passed, so a fast implementation is sampled over the same
+window of the machine's load as a slow one, not just a few moments of it.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import resource
@@ -46,10 +49,11 @@ class Case:
     inputs: int = 17
     motor: int = 6  # AutoNCP output size
     repeats: int = 3
+    window_seconds: float = 0.0  # repeat steps (or latency blocks) until this much time has passed
     threads: int = 2
     device: str = "cpu"
     memory_cap_gb: float = 4.0
-    latency_calls: int = 2000
+    latency_calls: int = 200  # latency: calls per block (the result is the best block's median)
 
     @property
     def label(self) -> str:
@@ -75,8 +79,9 @@ class Result:
 def default_cases(quick: bool = False, device: str = "cpu", threads: int = 2) -> list[Case]:
     """The issue's shapes: training FC 64 (time, memory), batch-1 latency FC 32/64, AutoNCP vs FC,
     FC 128/256 within 4 GB (ncps attempted under a cap); on CUDA, FC 64 at batch 1024."""
-    steps, repeats = (32, 1) if quick else (128, 5)
-    base = Case("ltc_rl", "train", "fc", 64, 64, steps, repeats=repeats, threads=threads, device=device)
+    steps, repeats, window = (32, 1, 0.0) if quick else (128, 5, 4.0)
+    base = Case("ltc_rl", "train", "fc", 64, 64, steps, repeats=repeats, window_seconds=window, threads=threads,
+                device=device)
     if device != "cpu":
         gpu = replace(base, batch=1024, memory_cap_gb=0.0)
         return [replace(gpu, impl=impl) for impl in IMPLEMENTATIONS]
@@ -84,8 +89,8 @@ def default_cases(quick: bool = False, device: str = "cpu", threads: int = 2) ->
     cases = [replace(base, impl="ncps", memory_cap_gb=ncps_cap), base,
              replace(base, wiring="autoncp")]
     for units in (32, 64):
-        latency = Case("ltc_rl", "latency", "fc", units, 1, repeats=1, threads=threads,
-                       latency_calls=500 if quick else 2000)
+        latency = Case("ltc_rl", "latency", "fc", units, 1, repeats=1 if quick else 10, threads=threads,
+                       window_seconds=0.0 if quick else 2.0, latency_calls=500 if quick else 200)
         cases += [replace(latency, impl="ncps"), latency]
     for units in (128, 256):
         cases.append(replace(base, units=units, repeats=1))
@@ -148,7 +153,10 @@ def _measure_train(case: Case, result: Result) -> None:
         return time.perf_counter() - start
 
     times, peaks = [], []
-    for run in range(1 + case.repeats):  # a warm-up call, then the measured ones
+    started = time.perf_counter()
+    for run in itertools.count():  # a warm-up call, then the measured ones
+        if run > case.repeats and time.perf_counter() - started >= case.window_seconds:
+            break
         model.zero_grad(set_to_none=True)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -166,6 +174,7 @@ def _measure_train(case: Case, result: Result) -> None:
             times.append(seconds)
     result.seconds = min(times)
     result.peak_mb = max(peaks) / 2**20
+    result.extra["runs"] = len(times)
 
 
 def _measure_latency(case: Case, result: Result) -> None:
@@ -181,15 +190,20 @@ def _measure_latency(case: Case, result: Result) -> None:
         result.first_seconds = time.perf_counter() - start
         for _ in range(50):
             cell(x, state)
-        samples = []
-        for _ in range(case.latency_calls):
-            start = time.perf_counter()
-            cell(x, state)
-            if cuda:
-                torch.cuda.synchronize()
-            samples.append(time.perf_counter() - start)
-    result.seconds = statistics.median(samples)
-    result.extra["min_seconds"] = min(samples)
+        medians: list[float] = []
+        started = time.perf_counter()
+        while len(medians) < case.repeats or time.perf_counter() - started < case.window_seconds:
+            samples = []
+            for _ in range(case.latency_calls):
+                start = time.perf_counter()
+                cell(x, state)
+                if cuda:
+                    torch.cuda.synchronize()
+                samples.append(time.perf_counter() - start)
+            medians.append(statistics.median(samples))
+    result.seconds = min(medians)  # the block least disturbed by other load on the machine
+    result.extra["blocks"] = len(medians)
+    result.extra["median_of_blocks"] = statistics.median(medians)
 
 
 def measure(case: Case) -> Result:
@@ -307,7 +321,7 @@ def format_table(results: list[Result]) -> str:
                           f"FC 64 {fc.seconds:.3f} s: sparse is {fc.seconds / sparse.seconds:.2f}x the speed of dense."]
     latency = sorted({(r.case.units, r.case.batch) for r in results if r.case.kind == "latency"})
     if latency:
-        lines += ["", "Single-step inference latency (no grad, median of many calls, us):", "",
+        lines += ["", "Single-step inference latency (no grad; median of a block of calls, the best block; us):", "",
                   "| shape | ncps us | ltc_rl us | ratio | ltc_rl first call s (compile) |", "|---|---|---|---|---|"]
         for units, batch in latency:
             ncps_r = _find(results, "ncps", "latency", "fc", units, batch)

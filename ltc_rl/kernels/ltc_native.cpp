@@ -40,18 +40,23 @@ inline Vectorized<T> logistic(const Vectorized<T>& y) {
   return Vectorized<T>(T(1)) / (Vectorized<T>(T(1)) + y.exp2());
 }
 
+// softplus(x) = log(1 + e^x), x itself above 20 (torch.nn.functional.softplus's threshold): the positive
+// weights of implicit parameter constraints. Generic: ATen's exp and log1p.
+template <typename T>
+inline Vectorized<T> softplus(const Vectorized<T>& x) {
+  return Vectorized<T>::blendv(x.exp().log1p(), x, x > Vectorized<T>(T(20)));
+}
+
 #if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
-// float32 with AVX512 or AVX2, in 13 vector instructions: y is clamped to [-115, 115] (sigmoid is
-// within 3e-35 of 0 or 1 beyond, and 1 + 2^y stays finite); 2^y = 2^n 2^f with n = round(y) and
-// f = y - n in [-1/2, 1/2], 2^f a degree-4 minimax polynomial (relative error < 3e-6, about 25 ulp:
-// the accuracy class of ATen's own fast exp_u20; a degree more costs 5-8% of the training step); the
-// reciprocal is the hardware estimate refined by one Newton step. A NaN y stays NaN (min and max take
-// it as their second operand, which they return for NaN).
+// float32 with AVX512 or AVX2: both from polynomials, a NaN staying NaN (min and max take it as their
+// second operand, which they return for NaN).
 namespace fast {
 #if defined(CPU_CAPABILITY_AVX512)
 using Raw = __m512;
 inline Raw splat(float x) { return _mm512_set1_ps(x); }
-inline Raw clamp(Raw x, float bound) { return _mm512_max_ps(splat(-bound), _mm512_min_ps(splat(bound), x)); }
+inline Raw min(Raw a, Raw b) { return _mm512_min_ps(a, b); }
+inline Raw max(Raw a, Raw b) { return _mm512_max_ps(a, b); }
+inline Raw abs(Raw x) { return _mm512_abs_ps(x); }
 inline Raw round_nearest(Raw x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline Raw times_pow2(Raw p, Raw n) { return _mm512_scalef_ps(p, n); }
 inline Raw reciprocal_estimate(Raw x) { return _mm512_rcp14_ps(x); }
@@ -63,9 +68,11 @@ inline Raw sub(Raw a, Raw b) { return _mm512_sub_ps(a, b); }
 #else
 using Raw = __m256;
 inline Raw splat(float x) { return _mm256_set1_ps(x); }
-inline Raw clamp(Raw x, float bound) { return _mm256_max_ps(splat(-bound), _mm256_min_ps(splat(bound), x)); }
+inline Raw min(Raw a, Raw b) { return _mm256_min_ps(a, b); }
+inline Raw max(Raw a, Raw b) { return _mm256_max_ps(a, b); }
+inline Raw abs(Raw x) { return _mm256_andnot_ps(splat(-0.f), x); }
 inline Raw round_nearest(Raw x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-inline Raw times_pow2(Raw p, Raw n) {  // |n| <= 115 after the clamp: 2^n is a normal float built from its bits
+inline Raw times_pow2(Raw p, Raw n) {  // |n| <= 115 (see exp2): 2^n is a normal float built from its bits
   const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
   return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23)));
 }
@@ -76,21 +83,46 @@ inline Raw mul(Raw a, Raw b) { return _mm256_mul_ps(a, b); }
 inline Raw add(Raw a, Raw b) { return _mm256_add_ps(a, b); }
 inline Raw sub(Raw a, Raw b) { return _mm256_sub_ps(a, b); }
 #endif
-}  // namespace fast
 
-template <>
-inline Vectorized<float> logistic(const Vectorized<float>& y) {
-  using namespace fast;
-  const Raw x = clamp(y, 115.f);
+// 2^y, y clamped to [-115, 115] first (2^y and 1 / (1 + 2^y) stay normal floats): 2^n 2^f with n = round(y)
+// and f = y - n in [-1/2, 1/2], 2^f a degree-4 minimax polynomial (relative error < 3e-6, about 25 ulp:
+// the accuracy class of ATen's own fast exp_u20; a degree more costs 5-8% of the training step).
+inline Raw exp2(Raw y) {
+  const Raw x = max(splat(-115.f), min(splat(115.f), y));
   const Raw n = round_nearest(x);
   const Raw f = sub(x, n);
   Raw p = fma(splat(0.00958285294f), f, splat(0.0559064262f));
   p = fma(p, f, splat(0.240240991f));
   p = fma(p, f, splat(0.693124175f));
-  p = fma(p, f, splat(1.f));
-  const Raw denominator = add(times_pow2(p, n), splat(1.f));
-  const Raw estimate = reciprocal_estimate(denominator);
-  return mul(estimate, fnma(denominator, estimate, splat(2.f)));
+  return times_pow2(fma(p, f, splat(1.f)), n);
+}
+
+// 1 / x for x >= 1: the hardware estimate refined by one Newton step.
+inline Raw reciprocal(Raw x) {
+  const Raw estimate = reciprocal_estimate(x);
+  return mul(estimate, fnma(x, estimate, splat(2.f)));
+}
+}  // namespace fast
+
+// In 13 vector instructions.
+template <>
+inline Vectorized<float> logistic(const Vectorized<float>& y) {
+  return fast::reciprocal(fast::add(fast::exp2(y), fast::splat(1.f)));
+}
+
+// max(x, 0) + log1p(u) with u = e^-|x| in (0, 1], log1p(u) = 2 atanh(t) for t = u / (2 + u) in (0, 1/3],
+// atanh(t) / t a degree-3 minimax polynomial in t^2 (relative error < 2e-7): within 3e-6 plus |x| 6e-8
+// (the exponent's rounding) overall. Above 20 that is x to the float (log1p(u) < 3e-9).
+template <>
+inline Vectorized<float> softplus(const Vectorized<float>& x) {
+  using namespace fast;
+  const Raw u = exp2(mul(abs(x), splat(-1.44269504f)));
+  const Raw t = mul(u, reciprocal(add(u, splat(2.f))));
+  const Raw q = mul(t, t);
+  Raw p = fma(splat(0.169917807f), q, splat(0.198179841f));
+  p = fma(p, q, splat(0.333367407f));
+  p = fma(p, q, splat(1.f));
+  return add(max(x, splat(0.f)), mul(add(t, t), p));
 }
 #endif
 
@@ -651,21 +683,14 @@ std::vector<torch::Tensor> sensory_backward(torch::Tensor x, torch::Tensor g_num
   return out;
 }
 
-// softplus(x) = log(1 + exp(x)), x itself above 20 (torch.nn.functional.softplus's threshold).
+// Positive weights: the raw values through softplus (implicit constraints) or as they are, masked.
 template <typename T>
 void positive(const T* raw, const T* mask, int64_t n, bool implicit, T* out) {
   using V = Vectorized<T>;
-  constexpr int64_t W = V::size();
-  int64_t k = 0;
-  for (; k + W <= n; k += W) {
-    V x = V::loadu(raw + k);
-    V y = implicit ? V::blendv(x.exp().log1p(), x, x > V(T(20))) : x;
-    (mask ? y * V::loadu(mask + k) : y).store(out + k);
-  }
-  for (; k < n; ++k) {
-    T y = implicit ? (raw[k] > T(20) ? raw[k] : std::log1p(std::exp(raw[k]))) : raw[k];
-    out[k] = mask ? y * mask[k] : y;
-  }
+  for_vectors<T>(n, [&](int64_t k, int64_t lanes) {
+    const V x = load(raw + k, lanes), y = implicit ? softplus(x) : x;
+    store(mask ? y * load(mask + k, lanes) : y, out + k, lanes);
+  });
 }
 
 // The positive, masked weights and w * erev of a (pre, post) synapse population.
@@ -746,10 +771,21 @@ std::vector<torch::Tensor> inference(torch::Tensor x, torch::Tensor v0, c10::opt
 
 }  // namespace
 
+// The softplus that inference applies to raw weights (implicit constraints), elementwise.
+torch::Tensor softplus_of(torch::Tensor x) {
+  x = x.contiguous();
+  auto out = torch::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ltc_native_softplus", [&] {
+    positive(x.data_ptr<scalar_t>(), static_cast<const scalar_t*>(nullptr), x.numel(), true, out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("vector_width", [] { return static_cast<int64_t>(Vectorized<float>::size()); },
         "float32 lanes of the vector instructions the kernel was built for");
   m.def("forward", &forward, "Fused-solver LTC sequence forward (states, optional trace)");
+  m.def("softplus", &softplus_of, "The softplus inference applies to raw weights (elementwise)");
   m.def("inference", &inference, "A whole batch-1 cell step from the raw parameters (no autograd)");
   m.def("sensory_forward", &sensory_forward, "Sensory synapse sums of many rows (all time steps)");
   m.def("sensory_backward", &sensory_backward, "Backward of sensory_forward (recomputing the activations)");
