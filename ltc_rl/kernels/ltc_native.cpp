@@ -2,15 +2,17 @@
 //
 // The same function as ltc_fast.step / step_backward with solver "fused" (see native.py): each
 // thread walks groups of kRows batch rows through the whole sequence in lockstep, the synapse
-// activations are evaluated with ATen's vectorised exp, and the backward pass recomputes them
-// instead of storing them.
+// activations are evaluated as vectors (float32: polynomial 2^y, see logistic), and the backward
+// pass recomputes them instead of storing them: it keeps, per unfold, only the state entering it and
+// the denominator of its update.
 //
 // Recurrent synapses are compacted to the neurons that take part: the pre-synaptic neurons with
 // outgoing synapses (pre_index) and the post-synaptic ones with incoming synapses (post_index),
 // both all neurons (no index) for a fully connected wiring. Absent synapses inside that block
 // have zero weight. The forward pass takes the block pre-synaptic-major (pre, post) and is
 // vectorised over post-synaptic neurons; the backward pass takes it post-synaptic-major (post,
-// pre) and is vectorised over pre-synaptic neurons; neither needs a horizontal reduction.
+// pre) and is vectorised over pre-synaptic neurons; neither needs a horizontal reduction. Both walk
+// the block's parameters copied into panels (see Synapses), which they stream through in order.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
