@@ -68,7 +68,7 @@ class Result:
     status: str = "ok"  # "ok", "OOM", or an error message
     seconds: float | None = None  # best train step, or median latency of one step
     first_seconds: float | None = None  # first call, compile included
-    peak_mb: float | None = None  # peak RSS during the measured step (CUDA: max allocated)
+    peak_mb: float | None = None  # highest peak RSS over the steps (CUDA: max allocated)
     step_mb: float | None = None  # first step: its peak minus the memory just before it
     extra: dict[str, Any] = field(default_factory=dict)
 
