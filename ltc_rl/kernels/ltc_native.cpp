@@ -50,66 +50,53 @@ inline Vectorized<T> softplus(const Vectorized<T>& x) {
 }
 
 #if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
-// float32 with AVX512 or AVX2: both from polynomials, a NaN staying NaN (min and max take it as their
-// second operand, which they return for NaN).
+// float32 with AVX512 or AVX2: both from polynomials, in ATen's vector operations except for the three
+// that differ between the instruction sets.
 namespace fast {
+using V = Vectorized<float>;
 #if defined(CPU_CAPABILITY_AVX512)
-using Raw = __m512;
-inline Raw splat(float x) { return _mm512_set1_ps(x); }
-inline Raw min(Raw a, Raw b) { return _mm512_min_ps(a, b); }
-inline Raw max(Raw a, Raw b) { return _mm512_max_ps(a, b); }
-inline Raw abs(Raw x) { return _mm512_abs_ps(x); }
-inline Raw round_nearest(Raw x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-inline Raw times_pow2(Raw p, Raw n) { return _mm512_scalef_ps(p, n); }
-inline Raw reciprocal_estimate(Raw x) { return _mm512_rcp14_ps(x); }
-inline Raw fma(Raw a, Raw b, Raw c) { return _mm512_fmadd_ps(a, b, c); }
-inline Raw fnma(Raw a, Raw b, Raw c) { return _mm512_fnmadd_ps(a, b, c); }
-inline Raw mul(Raw a, Raw b) { return _mm512_mul_ps(a, b); }
-inline Raw add(Raw a, Raw b) { return _mm512_add_ps(a, b); }
-inline Raw sub(Raw a, Raw b) { return _mm512_sub_ps(a, b); }
+// y within [-bound, bound]; a NaN y stays NaN (min and max return their second operand for NaN, and
+// cost less than ATen's NaN-propagating minimum and maximum).
+inline V clamp(const V& y, float bound) {
+  return _mm512_max_ps(_mm512_set1_ps(-bound), _mm512_min_ps(_mm512_set1_ps(bound), y));
+}
+inline V times_pow2(const V& p, const V& n) { return _mm512_scalef_ps(p, n); }
+inline V reciprocal_estimate(const V& x) { return _mm512_rcp14_ps(x); }
 #else
-using Raw = __m256;
-inline Raw splat(float x) { return _mm256_set1_ps(x); }
-inline Raw min(Raw a, Raw b) { return _mm256_min_ps(a, b); }
-inline Raw max(Raw a, Raw b) { return _mm256_max_ps(a, b); }
-inline Raw abs(Raw x) { return _mm256_andnot_ps(splat(-0.f), x); }
-inline Raw round_nearest(Raw x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-inline Raw times_pow2(Raw p, Raw n) {  // |n| <= 115 (see exp2): 2^n is a normal float built from its bits
+inline V clamp(const V& y, float bound) {
+  return _mm256_max_ps(_mm256_set1_ps(-bound), _mm256_min_ps(_mm256_set1_ps(bound), y));
+}
+inline V times_pow2(const V& p, const V& n) {  // |n| <= 115 (see exp2): 2^n is a normal float built from its bits
   const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
   return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23)));
 }
-inline Raw reciprocal_estimate(Raw x) { return _mm256_rcp_ps(x); }
-inline Raw fma(Raw a, Raw b, Raw c) { return _mm256_fmadd_ps(a, b, c); }
-inline Raw fnma(Raw a, Raw b, Raw c) { return _mm256_fnmadd_ps(a, b, c); }
-inline Raw mul(Raw a, Raw b) { return _mm256_mul_ps(a, b); }
-inline Raw add(Raw a, Raw b) { return _mm256_add_ps(a, b); }
-inline Raw sub(Raw a, Raw b) { return _mm256_sub_ps(a, b); }
+inline V reciprocal_estimate(const V& x) { return _mm256_rcp_ps(x); }
 #endif
 
 // 2^y, y clamped to [-115, 115] first (2^y and 1 / (1 + 2^y) stay normal floats): 2^n 2^f with n = round(y)
 // and f = y - n in [-1/2, 1/2], 2^f a degree-4 minimax polynomial (relative error < 3e-6, about 25 ulp:
 // the accuracy class of ATen's own fast exp_u20; a degree more costs 5-8% of the training step).
-inline Raw exp2(Raw y) {
-  const Raw x = max(splat(-115.f), min(splat(115.f), y));
-  const Raw n = round_nearest(x);
-  const Raw f = sub(x, n);
-  Raw p = fma(splat(0.00958285294f), f, splat(0.0559064262f));
-  p = fma(p, f, splat(0.240240991f));
-  p = fma(p, f, splat(0.693124175f));
-  return times_pow2(fma(p, f, splat(1.f)), n);
+inline V exp2(const V& y) {
+  const V x = clamp(y, 115.f);
+  const V n = x.round();
+  const V f = x - n;
+  V p = at::vec::fmadd(V(0.00958285294f), f, V(0.0559064262f));
+  p = at::vec::fmadd(p, f, V(0.240240991f));
+  p = at::vec::fmadd(p, f, V(0.693124175f));
+  return times_pow2(at::vec::fmadd(p, f, V(1.f)), n);
 }
 
 // 1 / x for x >= 1: the hardware estimate refined by one Newton step.
-inline Raw reciprocal(Raw x) {
-  const Raw estimate = reciprocal_estimate(x);
-  return mul(estimate, fnma(x, estimate, splat(2.f)));
+inline V reciprocal(const V& x) {
+  const V estimate = reciprocal_estimate(x);
+  return estimate * at::vec::fnmadd(x, estimate, V(2.f));
 }
 }  // namespace fast
 
 // In 13 vector instructions.
 template <>
 inline Vectorized<float> logistic(const Vectorized<float>& y) {
-  return fast::reciprocal(fast::add(fast::exp2(y), fast::splat(1.f)));
+  return fast::reciprocal(fast::exp2(y) + Vectorized<float>(1.f));
 }
 
 // max(x, 0) + log1p(u) with u = e^-|x| in (0, 1], log1p(u) = 2 atanh(t) for t = u / (2 + u) in (0, 1/3],
@@ -117,14 +104,14 @@ inline Vectorized<float> logistic(const Vectorized<float>& y) {
 // (the exponent's rounding) overall. Above 20 that is x to the float (log1p(u) < 3e-9).
 template <>
 inline Vectorized<float> softplus(const Vectorized<float>& x) {
-  using namespace fast;
-  const Raw u = exp2(mul(abs(x), splat(-1.44269504f)));
-  const Raw t = mul(u, reciprocal(add(u, splat(2.f))));
-  const Raw q = mul(t, t);
-  Raw p = fma(splat(0.169917807f), q, splat(0.198179841f));
-  p = fma(p, q, splat(0.333367407f));
-  p = fma(p, q, splat(1.f));
-  return add(max(x, splat(0.f)), mul(add(t, t), p));
+  using V = Vectorized<float>;
+  const V u = fast::exp2(x.abs() * V(-1.44269504f));
+  const V t = u * fast::reciprocal(u + V(2.f));
+  const V q = t * t;
+  V p = at::vec::fmadd(V(0.169917807f), q, V(0.198179841f));
+  p = at::vec::fmadd(p, q, V(0.333367407f));
+  p = at::vec::fmadd(p, q, V(1.f));
+  return at::vec::maximum(x, V(0.f)) + (t + t) * p;
 }
 #endif
 
