@@ -319,14 +319,39 @@ inline void for_vectors(int64_t N, Body body) {
   for (int64_t i = 0; i < N; i += W) body(i, std::min(W, N - i));
 }
 
+// The parts of one row's fused update that stay fixed through a step's unfolds: cm_t = cm / h,
+// top = gleak vleak + sn, bottom = cm_t + gleak + eps + sc.
+template <typename T>
+void step_constants(int64_t N, const T* cm, const T* gleak, const T* vleak, T h, const T* sn, const T* sc, T eps,
+                    T* cm_t, T* top, T* bottom) {
+  using V = Vectorized<T>;
+  for_vectors<T>(N, [&](int64_t i, int64_t n) {
+    const V c = load(cm + i, n) / V(h), g = load(gleak + i, n);
+    store(c, cm_t + i, n);
+    store(at::vec::fmadd(g, load(vleak + i, n), load(sn + i, n)), top + i, n);
+    store(c + g + V(eps) + load(sc + i, n), bottom + i, n);
+  });
+}
+
+// One unfold of one row's fused update: v = (cm_t v + top + num) / (bottom + cond), the denominators
+// written to `denominator` unless it is null.
+template <typename T>
+void fused_update(int64_t N, const T* cm_t, const T* top, const T* bottom, const T* num, const T* cond, T* v,
+                  T* denominator) {
+  using V = Vectorized<T>;
+  for_vectors<T>(N, [&](int64_t i, int64_t n) {
+    const V d = load(bottom + i, n) + load(cond + i, n);
+    store(at::vec::fmadd(load(cm_t + i, n), load(v + i, n), load(top + i, n) + load(num + i, n)) / d, v + i, n);
+    if (denominator) store(d, denominator + i, n);
+  });
+}
+
 // Forward over (time, batch): states (time, batch, N); with trace, (batch, time, unfolds, 2, N)
-// holding the state entering every unfold and the denominator of its fused update. Per step, the
-// update's constant parts are set aside: top = gleak vleak + sn, bottom = cm_t + gleak + eps + sc.
+// holding the state entering every unfold and the denominator of its fused update.
 template <typename T>
 void forward_impl(const torch::Tensor& v0, const torch::Tensor& sn, const torch::Tensor& sc,
                   const torch::Tensor& h, const torch::Tensor& keep, const Params& p, int64_t unfolds,
                   double epsilon, torch::Tensor& states, torch::Tensor* trace) {
-  using V = Vectorized<T>;
   const int64_t steps = sn.size(0), batch = sn.size(1), N = sn.size(2);
   const Block B = block_of(p, N, false);
   const T *gleak = p.gleak.data_ptr<T>(), *vleak = p.vleak.data_ptr<T>(), *cm = p.cm.data_ptr<T>();
@@ -336,7 +361,7 @@ void forward_impl(const torch::Tensor& v0, const torch::Tensor& sn, const torch:
   const T* keep_p = keep.defined() ? keep.data_ptr<T>() : nullptr;
   T* out = states.data_ptr<T>();
   T* tr = trace ? trace->data_ptr<T>() : nullptr;
-  const V eps(static_cast<T>(epsilon));
+  const T eps = static_cast<T>(epsilon);
   const bool serial = batch * B.pre * B.post < (1 << 16);  // tiny problems stay on one thread
   struct Scratch {
     std::vector<std::vector<T>> v, num, cond, cm_t, top, bottom;
@@ -360,25 +385,16 @@ void forward_impl(const torch::Tensor& v0, const torch::Tensor& sn, const torch:
       for (int r = 0; r < R; ++r) {
         const int64_t tb = t * batch + b0 + r;
         if (keep_p && keep_p[tb] == T(0)) std::fill(v[r].begin(), v[r].end(), T(0));
-        for_vectors<T>(N, [&](int64_t i, int64_t n) {
-          const V c = load(cm + i, n) / V(h_p[tb]), g = load(gleak + i, n);
-          store(c, cm_t[r].data() + i, n);
-          store(at::vec::fmadd(g, load(vleak + i, n), load(sn_p + tb * N + i, n)), top[r].data() + i, n);
-          store(c + g + eps + load(sc_p + tb * N + i, n), bottom[r].data() + i, n);
-        });
+        step_constants(N, cm, gleak, vleak, h_p[tb], sn_p + tb * N, sc_p + tb * N, eps, cm_t[r].data(),
+                       top[r].data(), bottom[r].data());
       }
       for (int64_t u = 0; u < unfolds; ++u) {
         block_sums<T, R>(B, v_in, S, scratch.sums.data(), num_out, cond_out);
         for (int r = 0; r < R; ++r) {
           T* slot = tr ? tr + (((b0 + r) * steps + t) * unfolds + u) * 2 * N : nullptr;
           if (slot) std::copy(v[r].begin(), v[r].end(), slot);
-          for_vectors<T>(N, [&](int64_t i, int64_t n) {
-            const V denominator = load(bottom[r].data() + i, n) + load(cond[r].data() + i, n);
-            const V numerator = at::vec::fmadd(load(cm_t[r].data() + i, n), load(v[r].data() + i, n),
-                                               load(top[r].data() + i, n) + load(num[r].data() + i, n));
-            store(numerator / denominator, v[r].data() + i, n);
-            if (slot) store(denominator, slot + N + i, n);
-          });
+          fused_update(N, cm_t[r].data(), top[r].data(), bottom[r].data(), num[r].data(), cond[r].data(), v[r].data(),
+                       slot ? slot + N : nullptr);
         }
       }
       for (int r = 0; r < R; ++r) std::copy(v[r].begin(), v[r].end(), out + (t * batch + b0 + r) * N);
@@ -717,7 +733,7 @@ void inference_impl(const torch::Tensor& x, const torch::Tensor& v0, const torch
   const T* out_b = t[16].defined() ? t[16].data_ptr<T>() : nullptr;
   const T* dt_p = dt.defined() ? dt.data_ptr<T>() : nullptr;
   const T eps = static_cast<T>(epsilon);
-  std::vector<T> inputs(I), sn(N), sc(N), num(N), cond(N), cm_t(N), v(N);
+  std::vector<T> inputs(I), sn(N), sc(N), num(N), cond(N), cm_t(N), top(N), bottom(N), v(N);
   for (int64_t b = 0; b < batch; ++b) {
     const T* xb = x.data_ptr<T>() + b * I;
     for (int64_t j = 0; j < I; ++j) inputs[j] = (in_w ? xb[j] * in_w[j] : xb[j]) + (in_b ? in_b[j] : T(0));
@@ -725,15 +741,14 @@ void inference_impl(const torch::Tensor& x, const torch::Tensor& v0, const torch
     T *sn_out[1] = {sn.data()}, *sc_out[1] = {sc.data()}, *num_out[1] = {num.data()}, *cond_out[1] = {cond.data()};
     synapse_sums<T, 1>(sensory, in, sn_out, sc_out);
     const T h = (dt_p ? dt_p[b] : T(1)) / static_cast<T>(unfolds);
-    for (int64_t i = 0; i < N; ++i) cm_t[i] = cm[i] / h;
+    step_constants(N, cm.data(), gleak.data(), vleak, h, sn.data(), sc.data(), eps, cm_t.data(), top.data(),
+                   bottom.data());
     std::copy(v0.data_ptr<T>() + b * N, v0.data_ptr<T>() + (b + 1) * N, v.begin());
     for (int64_t u = 0; u < unfolds; ++u) {
       const T* state[1] = {v.data()};
       synapse_sums<T, 1>(recurrent, state, num_out, cond_out);
-      for (int64_t i = 0; i < N; ++i) {
-        v[i] = (cm_t[i] * v[i] + gleak[i] * vleak[i] + num[i] + sn[i]) /
-               (cm_t[i] + gleak[i] + cond[i] + sc[i] + eps);
-      }
+      fused_update(N, cm_t.data(), top.data(), bottom.data(), num.data(), cond.data(), v.data(),
+                   static_cast<T*>(nullptr));
     }
     std::copy(v.begin(), v.end(), states.data_ptr<T>() + b * N);
     T* out = outputs.data_ptr<T>() + b * O;
