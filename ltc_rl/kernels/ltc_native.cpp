@@ -773,8 +773,6 @@ std::vector<torch::Tensor> inference(torch::Tensor x, torch::Tensor v0, c10::opt
   return {outputs, states};
 }
 
-}  // namespace
-
 // The softplus that inference applies to raw weights (implicit constraints), elementwise.
 torch::Tensor softplus_of(torch::Tensor x) {
   x = x.contiguous();
@@ -784,6 +782,8 @@ torch::Tensor softplus_of(torch::Tensor x) {
   });
   return out;
 }
+
+}  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("vector_width", [] { return static_cast<int64_t>(Vectorized<float>::size()); },
