@@ -467,7 +467,7 @@ class _NativeSequence(torch.autograd.Function):
     """:class:`_Sequence` for the fused solver on CPU, in the native kernel (:mod:`ltc_rl.kernels.native`).
 
     The recurrent synapses come as the ``(pre, post)`` block of the neurons that take part
-    (see :func:`_native_block`); the kernel's backward pass takes the block transposed.
+    (see :func:`_native_block`).
     """
 
     @staticmethod
@@ -486,9 +486,7 @@ class _NativeSequence(torch.autograd.Function):
     def backward(ctx: Any, g_states: Tensor) -> tuple[Tensor | None, ...]:
         states, trace, h, keep, gleak, vleak, cm, *block, pre_index, post_index = ctx.saved_tensors
         g, g_sn, g_sc, g_h, *g_params = native.native_kernel().backward(
-            g_states, states, trace, h, keep, gleak, vleak, cm, *(t.t() for t in block), pre_index, post_index,
-            ctx.unfolds)
-        g_params[3:] = [grad.t() for grad in g_params[3:]]
+            g_states, states, trace, h, keep, gleak, vleak, cm, *block, pre_index, post_index, ctx.unfolds)
         return (g, g_sn, g_sc, g_h, None, *g_params, None, None, None)
 
 
@@ -506,9 +504,8 @@ class _NativeSensory(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, g_num: Tensor, g_cond: Tensor) -> tuple[Tensor | None, ...]:
         x, *block, pre_index, post_index = ctx.saved_tensors
-        g_x, *g_block = native.native_kernel().sensory_backward(x, g_num, g_cond, *(t.t() for t in block),
-                                                                pre_index, post_index)
-        return (g_x, *(grad.t() for grad in g_block), None, None, None)
+        g_x, *g_block = native.native_kernel().sensory_backward(x, g_num, g_cond, *block, pre_index, post_index)
+        return (g_x, *g_block, None, None, None)
 
 
 def _native_block(mask: Tensor) -> tuple[Tensor | None, Tensor | None]:

@@ -9,10 +9,10 @@
 // Recurrent synapses are compacted to the neurons that take part: the pre-synaptic neurons with
 // outgoing synapses (pre_index) and the post-synaptic ones with incoming synapses (post_index),
 // both all neurons (no index) for a fully connected wiring. Absent synapses inside that block
-// have zero weight. The forward pass takes the block pre-synaptic-major (pre, post) and is
-// vectorised over post-synaptic neurons; the backward pass takes it post-synaptic-major (post,
-// pre) and is vectorised over pre-synaptic neurons; neither needs a horizontal reduction. Both walk
-// the block's parameters copied into panels (see Synapses), which they stream through in order.
+// have zero weight. Both passes take the block (pre, post) and copy it into panels (see Synapses),
+// which they stream through in order: the forward pass the (pre, post) matrix, vectorised over
+// post-synaptic neurons; the backward pass its transpose, vectorised over pre-synaptic neurons;
+// neither needs a horizontal reduction.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -147,22 +147,32 @@ struct Synapses {
   int64_t at(int64_t row, int64_t column) const { return row * row_stride + column * column_stride; }
 };
 
-// A row-major (rows, columns) matrix as zero-padded panels, and back.
+// Where element (row, column) of a (rows, columns) matrix lies in m: row-major, or, if transposed, in the
+// row-major (columns, rows) m of its transpose.
+inline int64_t element(int64_t row, int64_t column, int64_t rows, int64_t columns, bool transposed) {
+  return transposed ? column * rows + row : row * columns + column;
+}
+
+// A (rows, columns) matrix, stored in m as `element` says, as zero-padded panels, and back.
 template <typename T>
-std::vector<T> to_panels(const T* m, int64_t rows, int64_t columns) {
+std::vector<T> to_panels(const T* m, int64_t rows, int64_t columns, bool transposed) {
   constexpr int64_t W = Vectorized<T>::size();
   std::vector<T> panels((columns + W - 1) / W * rows * W, T(0));
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < columns; ++c) panels[(c / W) * rows * W + r * W + c % W] = m[r * columns + c];
+    for (int64_t c = 0; c < columns; ++c) {
+      panels[(c / W) * rows * W + r * W + c % W] = m[element(r, c, rows, columns, transposed)];
+    }
   }
   return panels;
 }
 
 template <typename T>
-void from_panels(const T* panels, int64_t rows, int64_t columns, T* m) {
+void from_panels(const T* panels, int64_t rows, int64_t columns, bool transposed, T* m) {
   constexpr int64_t W = Vectorized<T>::size();
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < columns; ++c) m[r * columns + c] = panels[(c / W) * rows * W + r * W + c % W];
+    for (int64_t c = 0; c < columns; ++c) {
+      m[element(r, c, rows, columns, transposed)] = panels[(c / W) * rows * W + r * W + c % W];
+    }
   }
 }
 
@@ -176,15 +186,20 @@ std::vector<T> slopes(const T* sigma, int64_t n) {
   return slope;
 }
 
-// The parameter tensors of a synapse block, (rows, columns) row-major, copied into panels.
+// The parameter tensors of a synapse block, (pre, post) row-major, copied into panels: of the (pre, post)
+// matrix for the forward pass, of its transpose (post, pre) for the backward pass.
 template <typename T>
 struct Panels {
   int64_t rows, columns;
   std::vector<T> sigma, slope, mu, w, we;
-  Panels(const torch::Tensor& sg, const torch::Tensor& m, const torch::Tensor& ww, const torch::Tensor& wwe)
-      : rows(sg.size(0)), columns(sg.size(1)), sigma(to_panels(sg.data_ptr<T>(), rows, columns)),
-        slope(slopes(sigma.data(), static_cast<int64_t>(sigma.size()))), mu(to_panels(m.data_ptr<T>(), rows, columns)),
-        w(to_panels(ww.data_ptr<T>(), rows, columns)), we(to_panels(wwe.data_ptr<T>(), rows, columns)) {}
+  Panels(const torch::Tensor& sg, const torch::Tensor& m, const torch::Tensor& ww, const torch::Tensor& wwe,
+         bool transposed)
+      : rows(sg.size(transposed ? 1 : 0)), columns(sg.size(transposed ? 0 : 1)),
+        sigma(to_panels(sg.data_ptr<T>(), rows, columns, transposed)),
+        slope(slopes(sigma.data(), static_cast<int64_t>(sigma.size()))),
+        mu(to_panels(m.data_ptr<T>(), rows, columns, transposed)),
+        w(to_panels(ww.data_ptr<T>(), rows, columns, transposed)),
+        we(to_panels(wwe.data_ptr<T>(), rows, columns, transposed)) {}
   Synapses<T> view() const {
     return {sigma.data(), slope.data(), mu.data(), w.data(), we.data(), rows, columns, Vectorized<T>::size(), rows};
   }
@@ -304,11 +319,9 @@ Params contiguous_params(const torch::Tensor& gleak, const torch::Tensor& vleak,
   return p;
 }
 
-// The block of p's synapse tensors, shaped (rows, columns) = (pre, post) forward or (post, pre) backward.
-Block block_of(const Params& p, int64_t neurons, bool post_major) {
-  const int64_t rows = p.sigma.size(0), columns = p.sigma.size(1);
-  return Block{neurons, post_major ? columns : rows, post_major ? rows : columns,
-               p.pre_index.defined() ? p.pre_index.data_ptr<int64_t>() : nullptr,
+// The block of p's (pre, post) synapse tensors.
+Block block_of(const Params& p, int64_t neurons) {
+  return Block{neurons, p.sigma.size(0), p.sigma.size(1), p.pre_index.defined() ? p.pre_index.data_ptr<int64_t>() : nullptr,
                p.post_index.defined() ? p.post_index.data_ptr<int64_t>() : nullptr};
 }
 
@@ -353,9 +366,9 @@ void forward_impl(const torch::Tensor& v0, const torch::Tensor& sn, const torch:
                   const torch::Tensor& h, const torch::Tensor& keep, const Params& p, int64_t unfolds,
                   double epsilon, torch::Tensor& states, torch::Tensor* trace) {
   const int64_t steps = sn.size(0), batch = sn.size(1), N = sn.size(2);
-  const Block B = block_of(p, N, false);
+  const Block B = block_of(p, N);
   const T *gleak = p.gleak.data_ptr<T>(), *vleak = p.vleak.data_ptr<T>(), *cm = p.cm.data_ptr<T>();
-  const Panels<T> panels(p.sigma, p.mu, p.w, p.we);
+  const Panels<T> panels(p.sigma, p.mu, p.w, p.we, false);
   const Synapses<T> S = panels.view();
   const T *sn_p = sn.data_ptr<T>(), *sc_p = sc.data_ptr<T>(), *h_p = h.data_ptr<T>(), *v0_p = v0.data_ptr<T>();
   const T* keep_p = keep.defined() ? keep.data_ptr<T>() : nullptr;
@@ -482,8 +495,9 @@ void synapse_vjp(const Block& B, const T* const* v, Row<T>* rows, const Synapses
   }
 }
 
-// Sums the per-thread gradient buffers (extra values, then the four synapse arrays in S's panel layout)
-// and writes them into out: the extra values into out[0] (if any), the synapse arrays into the next four.
+// Sums the per-thread gradient buffers (extra values, then the four synapse arrays in S's panel layout,
+// S the transposed (post, pre) block) and writes them into out: the extra values into out[0] (if any),
+// the synapse arrays into the next four, (pre, post) as the parameters.
 template <typename T>
 void write_gradients(std::vector<std::vector<T>>& partial, int64_t extra, const Synapses<T>& S,
                      torch::Tensor* out) {
@@ -493,7 +507,7 @@ void write_gradients(std::vector<std::vector<T>>& partial, int64_t extra, const 
   }
   if (extra > 0) std::copy(total.begin(), total.begin() + extra, (out++)->template data_ptr<T>());
   for (int64_t q = 0; q < 4; ++q) {
-    from_panels(total.data() + extra + q * panel_size(S), S.rows, S.columns, out[q].template data_ptr<T>());
+    from_panels(total.data() + extra + q * panel_size(S), S.rows, S.columns, true, out[q].template data_ptr<T>());
   }
 }
 
@@ -577,8 +591,8 @@ void backward_impl(const torch::Tensor& g_states, const torch::Tensor& states, c
                    const torch::Tensor& h, const torch::Tensor& keep, const Params& p, int64_t unfolds,
                    std::vector<torch::Tensor>& out) {
   const int64_t steps = states.size(0), batch = states.size(1), N = states.size(2);
-  const Block B = block_of(p, N, true);
-  const Panels<T> panels(p.sigma, p.mu, p.w, p.we);
+  const Block B = block_of(p, N);
+  const Panels<T> panels(p.sigma, p.mu, p.w, p.we, true);
   const Backward<T> c{B, steps, batch, N, unfolds, panels.view(), p.cm.data_ptr<T>(), g_states.data_ptr<T>(),
                       states.data_ptr<T>(), trace.data_ptr<T>(), h.data_ptr<T>(),
                       keep.defined() ? keep.data_ptr<T>() : nullptr, out[0].data_ptr<T>(), out[1].data_ptr<T>(),
@@ -600,7 +614,7 @@ void backward_impl(const torch::Tensor& g_states, const torch::Tensor& states, c
   for (int64_t i = 0; i < N; ++i) G_gleak[i] = vleak[i] * sum_sn[i] + sum_sc[i], G_vleak[i] = gleak[i] * sum_sn[i];
 }
 
-// Returns the gradients w.r.t. v0, sn, sc, h, gleak, vleak, cm, sigma, mu, w, we (the block, post-major),
+// Returns the gradients w.r.t. v0, sn, sc, h, gleak, vleak, cm, sigma, mu, w, we (the (pre, post) block),
 // given the forward pass's states and trace.
 std::vector<torch::Tensor> backward(torch::Tensor g_states, torch::Tensor states, torch::Tensor trace, torch::Tensor h,
                                     c10::optional<torch::Tensor> keep, torch::Tensor gleak, torch::Tensor vleak,
@@ -631,8 +645,8 @@ std::vector<torch::Tensor> sensory_forward(torch::Tensor x, torch::Tensor sigma,
   auto num = torch::empty({rows, neurons}, x.options()), cond = torch::empty({rows, neurons}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ltc_native_sensory_forward", [&] {
     using T = scalar_t;
-    const Block B = block_of(p, neurons, false);
-    const Panels<T> panels(p.sigma, p.mu, p.w, p.we);
+    const Block B = block_of(p, neurons);
+    const Panels<T> panels(p.sigma, p.mu, p.w, p.we, false);
     const Synapses<T> S = panels.view();
     const T* xs = x.data_ptr<T>();
     T *num_p = num.data_ptr<T>(), *cond_p = cond.data_ptr<T>();
@@ -652,7 +666,7 @@ std::vector<torch::Tensor> sensory_forward(torch::Tensor x, torch::Tensor sigma,
   return {num, cond};
 }
 
-// Its backward: the gradients w.r.t. x and the block's sigma, mu, w, we (post-major, as given).
+// Its backward: the gradients w.r.t. x and the (pre, post) block's sigma, mu, w, we.
 std::vector<torch::Tensor> sensory_backward(torch::Tensor x, torch::Tensor g_num, torch::Tensor g_cond,
                                             torch::Tensor sigma, torch::Tensor mu, torch::Tensor w, torch::Tensor we,
                                             c10::optional<torch::Tensor> pre_index,
@@ -664,8 +678,8 @@ std::vector<torch::Tensor> sensory_backward(torch::Tensor x, torch::Tensor g_num
   for (const auto& like : {p.sigma, p.mu, p.w, p.we}) out.push_back(torch::empty(like.sizes(), like.options()));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ltc_native_sensory_backward", [&] {
     using T = scalar_t;
-    const Block B = block_of(p, neurons, true);
-    const Panels<T> panels(p.sigma, p.mu, p.w, p.we);
+    const Block B = block_of(p, neurons);
+    const Panels<T> panels(p.sigma, p.mu, p.w, p.we, true);
     const Synapses<T> S = panels.view();
     const T *xs = x.data_ptr<T>(), *gn = g_num.data_ptr<T>(), *gc = g_cond.data_ptr<T>();
     T* g_x = out[0].data_ptr<T>();
