@@ -60,6 +60,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 from torch import nn
 
 from ltc_rl.errors import ConfigError, ModelFileError, TrainingInterrupted
+from ltc_rl.kernels import native
 from ltc_rl.rl.callbacks import (MODEL_FILE, VECNORMALIZE_FILE, CheckpointCallback, EvalCallback, atomic_write,
                                  checkpoint_files, latest_checkpoint, read_training_state, remove_stale_temporaries,
                                  save_model, save_vecnormalize)
@@ -394,7 +395,9 @@ def build_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
 def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec) -> None:
     """Build the environments and the model once, so that any remaining problem surfaces before training.
 
-    Also sets ``config.time_unit`` (when unset) to the nominal control period the environment reports at reset.
+    Also sets ``config.time_unit`` (when unset) to the nominal control period the environment reports at reset,
+    and builds (or loads) the native LTC kernel when the policy uses it: a first build is announced here, before
+    any progress bar, and a sweep's driver builds it once before its trials start.
     """
     try:
         env = _make_training_env(config, make_env, config.seed, None)
@@ -407,11 +410,12 @@ def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec) -> None:
     if config.time_unit is None:
         config.time_unit = nominal_elapsed_time(env) or DEFAULT_ELAPSED_TIME
     try:
-        build_model(config, env)
+        model = build_model(config, env)
     except (ValueError, TypeError, AssertionError, KeyError) as exc:
         raise ConfigError(f"invalid hyperparameters for --policy {config.policy} on {config.env_id}: {exc}") from exc
     finally:
         env.close()
+    native.ensure_for(model.policy)
 
 
 def _versions() -> dict[str, str]:
@@ -576,6 +580,7 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
     else:
         model = load_model(checkpoint[1], env=env, device=config.device, algorithm=ALGORITHMS[config.algorithm])
         restore_training_state(model, state, config.seed + start_steps)
+    native.ensure_for(model.policy)  # a first kernel build is announced here, not under a silent progress bar
     model.set_logger(configure(str(run_dir / "logs" / f"session_{session}"), ["csv", "tensorboard"]))
 
     title = f"{config.policy} on {config.env_id} (seed {config.seed})"
