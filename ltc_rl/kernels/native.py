@@ -35,6 +35,7 @@ import shlex
 import shutil
 import socket
 import sys
+import sysconfig
 import tempfile
 import time
 import warnings
@@ -106,7 +107,7 @@ def cache_name(source: str, capability: str, torch_version: str = torch.__versio
     different checkouts or environments sit side by side in the cache instead of replacing each other.
     """
     cflags, ldflags = _flags(capability)
-    key = "\0".join([source, *cflags, "|", *ldflags, torch_version, sys.implementation.cache_tag])
+    key = "\0".join([source, *cflags, "|", *ldflags, torch_version, str(sysconfig.get_config_var("SOABI"))])
     return f"ltc_rl_native_{capability.lower()}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -256,17 +257,17 @@ def _entry() -> _Entry:
 
 def _load_or_build() -> tuple[ModuleType, Path]:
     """The kernel module and its library file: loaded from the cache, else built (under the build lock)."""
-    entry = _entry()
-    if not entry.library.is_file():
-        try:
+    try:
+        entry = _entry()
+        if not entry.library.is_file():
             entry.lock.parent.mkdir(parents=True, exist_ok=True)
             with _build_lock(entry.lock, _wait_limit()):
                 if not entry.library.is_file():  # else another process built it while we waited
                     return _compile(entry.name, _capability(), entry.folder), entry.library
-        except OSError as error:  # e.g. a read-only cache folder, or file locks unsupported there
-            raise NativeBuildError(f"cannot build the native LTC kernel in {entry.lock.parent} ({one_line(error)}); "
-                                   "set TORCH_EXTENSIONS_DIR to a writable local folder") from error
-    return _import(entry.name, entry.library), entry.library
+        return _import(entry.name, entry.library), entry.library
+    except OSError as error:  # e.g. a read-only cache folder, or file locks unsupported there
+        raise NativeBuildError(f"cannot build the native LTC kernel ({one_line(error)}); where the cache folder is "
+                               "the problem, set TORCH_EXTENSIONS_DIR to a writable local folder") from error
 
 
 def build() -> Path:
@@ -276,6 +277,8 @@ def build() -> Path:
     ignores ``LTC_RL_NATIVE``; the module it loads serves the rest of the process.
     """
     global _module, _failed
+    if _module is not None:
+        return _entry().library
     _module, library = _load_or_build()
     _failed = False
     return library
