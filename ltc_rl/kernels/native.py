@@ -15,7 +15,8 @@ virtual environments with different sources never rebuild each other's kernel; l
 it in well under a second, silently. A build prints one line before and one after on stderr. It
 runs in a temporary folder renamed into place when complete (no half-built cache), under a lock
 file held with ``flock``: the operating system releases it when its holder dies, even by SIGKILL,
-so a killed build never blocks the next one. A process that finds another build running says so
+so a killed build never blocks the next one (torch's own lock, a file whose mere existence blocks,
+is used only inside that private folder). A process that finds another build running says so
 every 10 s and, after ``LTC_RL_NATIVE_BUILD_TIMEOUT`` seconds (default 900), gives up waiting.
 Wherever the kernel cannot be had (no compiler, a failed build, that timeout),
 :func:`native_kernel` warns once and returns None, and the compiled-graph path runs instead (same
@@ -95,7 +96,9 @@ def _capability() -> str:
 
 def _flags(capability: str) -> tuple[list[str], list[str]]:
     """``(compiler flags, linker flags)`` of the kernel built for ``capability``."""
-    macros = [f"-DCPU_CAPABILITY={capability}"] + ([f"-DCPU_CAPABILITY_{capability}"] if capability != "DEFAULT" else [])
+    macros = [f"-DCPU_CAPABILITY={capability}"]
+    if capability != "DEFAULT":
+        macros.append(f"-DCPU_CAPABILITY_{capability}")
     return ["-O3", "-fopenmp", "-fno-math-errno", *_ARCH_FLAGS.get(capability, []), *macros], ["-fopenmp"]
 
 
@@ -112,7 +115,7 @@ def cache_name(source: str, capability: str, torch_version: str = torch.__versio
 
 
 def cache_root() -> Path:
-    """The folder holding built kernels: ``TORCH_EXTENSIONS_DIR``, else torch's default (``~/.cache/torch_extensions``)."""
+    """The folder of built kernels: ``TORCH_EXTENSIONS_DIR``, else torch's default (``~/.cache/torch_extensions``)."""
     from torch.utils.cpp_extension import get_default_build_root
 
     return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
