@@ -132,6 +132,7 @@ def test_console_script_runs_the_build_command() -> None:
     assert getattr(importlib.import_module(module), function) is build.main
 
 
+@pytest.mark.slow
 @requires_compiler
 def test_build_after_a_killed_build_announces_itself_and_later_loads_are_silent(cache: Path) -> None:
     """The real thing, once: a build SIGKILLed midway leaves its lock file and scratch folder; the next build
