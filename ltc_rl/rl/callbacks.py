@@ -17,7 +17,7 @@ import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -27,8 +27,10 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_nor
 from ltc_rl.errors import DivergenceError, LtcRlWarning, ModelFileError
 from ltc_rl.rl.evaluation import evaluate
 from ltc_rl.rl.guards import non_finite_state
+# The file names and checkpoint readers live in run_files; they are re-exported here, where callers import them.
 from ltc_rl.rl.run_files import (LEGACY_VECNORMALIZE_FILE, MODEL_FILE, VECNORMALIZE_FILE, CheckpointWarning,
-                                 checkpoint_files, checkpoints, latest_checkpoint, read_training_state)
+                                 checkpoint_files, checkpoint_members, checkpoints, latest_checkpoint,
+                                 read_training_state)
 from ltc_rl.rl.run_state import capture_training_state
 from ltc_rl.rl.safe_files import NormalizationStats, save_algorithm, write_state
 from ltc_rl.rl.serialization import inspect_model_file
@@ -146,9 +148,8 @@ class CheckpointCallback(BaseCallback):
     def _prune(self) -> None:
         found = [model for _, model in checkpoints(self.folder)]
         for model in found[:-self.keep] if self.keep > 0 else []:
-            for suffix in (".zip", f"_{VECNORMALIZE_FILE}", f"_{LEGACY_VECNORMALIZE_FILE}", "_state.json",
-                           "_state.pkl"):
-                model.with_name(model.stem + suffix).unlink(missing_ok=True)
+            for path in checkpoint_members(model):
+                path.unlink(missing_ok=True)
 
     def _on_step(self) -> bool:
         if self.save_freq > 0 and self.num_timesteps - self._last_saved >= self.save_freq:

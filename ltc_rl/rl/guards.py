@@ -143,7 +143,7 @@ def guard_updates(model: BaseAlgorithm) -> None:
         bad = _first_non_finite([(names.get(id(p), "?"), p.grad) for p in parameters()])
         if bad is not None:
             raise divergence_error(model, f"a minibatch gave parameter {bad!r} a NaN/inf gradient (the loss or "
-                                          "the gradients overflowed); the step was not applied")
+                                          "the gradients overflowed), and was not applied")
 
     def after(*_: Any) -> None:
         bad = _first_non_finite([(names.get(id(p), "?"), p.detach()) for p in parameters()])

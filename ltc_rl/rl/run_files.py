@@ -24,7 +24,7 @@ from ltc_rl.rl.safe_files import read_legacy_pickle, read_state, reason
 from ltc_rl.rl.serialization import inspect_model_file, read_normalization
 
 __all__ = ["MODEL_FILE", "VECNORMALIZE_FILE", "LEGACY_VECNORMALIZE_FILE", "CONFIG_FILE", "CHECKPOINT_FOLDER",
-           "BEST_FOLDER", "ModelFiles", "CheckpointWarning", "checkpoint_files", "checkpoints", "statistics_file",
+           "BEST_FOLDER", "ModelFiles", "CheckpointWarning", "checkpoint_files", "checkpoints", "checkpoint_members", "statistics_file",
            "state_file", "read_training_state", "check_checkpoint", "latest_checkpoint", "resolve_model_files"]
 
 MODEL_FILE = "model.zip"
@@ -66,6 +66,15 @@ def checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
     if not folder.is_dir():
         return []
     return sorted((int(m.group(1)), p) for p in folder.glob("ckpt_*_steps.zip") if (m := _CHECKPOINT.match(p.name)))
+
+
+def checkpoint_members(model: str | Path) -> list[Path]:
+    """Every file that may belong to the checkpoint zip ``model`` (this version's and older ones'), the zip
+    first: deleting in this order never leaves a checkpoint that looks complete but is not."""
+    model = Path(model)
+    suffixes = (f"_{VECNORMALIZE_FILE}", f"_{LEGACY_VECNORMALIZE_FILE}", TRAINING_STATE_SUFFIX,
+                LEGACY_TRAINING_STATE_SUFFIX)
+    return [model, *(model.with_name(model.stem + suffix) for suffix in suffixes)]
 
 
 def _sibling(model: Path, suffix: str, legacy_suffix: str) -> Path | None:
