@@ -32,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default auto)")
     parser.add_argument("--output", help="run folder to create (default runs/<env>_<policy>_seed<seed>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest checkpoint")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="with --resume: also load the pickled checkpoints of older versions (this runs any code "
+                             "they hold: only for run folders from a source you trust)")
     parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                         help="hyperparameter override, e.g. --hp n_steps=256 --hp policy_kwargs.units=32")
     parser.add_argument("--obs-noise", type=float, help="sigma of Gaussian observation noise (default 0)")
@@ -54,8 +57,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
                               f"{', '.join('--' + n.replace('_', '-') for n in fixed) or '--hp'} "
                               "(only --total-timesteps and --device may change).")
         result = resume(args.resume, args.total_timesteps, args.device, not args.no_progress, argv,
-                        make_env=envs.make_vec)
+                        make_env=envs.make_vec, trust_pickle=args.trust_pickle)
     else:
+        if args.trust_pickle:
+            raise ConfigError("--trust-pickle applies to --resume only (a new run loads nothing).")
         if not args.env:
             raise ConfigError("pass --env ENV_ID (e.g. --env HalfCheetah-v4) or --resume RUN_DIR.")
         env_options = {"obs_noise": args.obs_noise or 0.0, "irregular": parse_frame_range(args.irregular),

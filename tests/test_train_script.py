@@ -111,8 +111,9 @@ def test_train_writes_a_complete_run_folder_and_resume_continues_it(tmp_path, ca
     argv = ["--env", "Pendulum-v1", "--policy", "ltc", "--total-timesteps", "256", "--n-envs", "2", "--seed", "7",
             "--output", str(run), *TINY]
     assert train_script.main(argv) == 0
-    for name in ("model.zip", "vecnormalize.pkl", "config.yaml", "evaluations.npz", "learning_curve.png",
-                 "best/model.zip", "best/vecnormalize.pkl", "monitor/0.monitor.csv", "monitor/1.monitor.csv"):
+    for name in ("model.zip", "vecnormalize.npz", "config.yaml", "evaluations.npz", "learning_curve.png",
+                 "best/model.zip", "best/vecnormalize.npz", "monitor/0.monitor.csv", "monitor/1.monitor.csv",
+                 "checkpoints/ckpt_0_steps.zip"):
         assert (run / name).is_file(), name
     assert list((run / "logs" / "session_1").glob("events.out.tfevents.*"))
     assert (run / "logs" / "session_1" / "progress.csv").is_file()
