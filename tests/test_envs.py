@@ -12,7 +12,8 @@ from envs import ELAPSED_TIME_KEY, NonFiniteObservationError
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gymnasium's "v4 is out of date"
 
 FULL_OBS_SIZE = {"HalfCheetah-v4": 17, "Hopper-v4": 11, "Walker2d-v4": 17, "Ant-v4": 27, "Swimmer-v4": 8,
-                 "Pendulum-v1": 3, "CartPole-v1": 4}
+                 "Pendulum-v1": 3, "CartPole-v1": 4, "HalfCheetah-v5": 17, "Hopper-v5": 11, "Walker2d-v5": 17,
+                 "Ant-v5": 105, "Swimmer-v5": 8}
 
 
 def _positions(base_id: str, env: gym.Env) -> np.ndarray:
@@ -22,7 +23,7 @@ def _positions(base_id: str, env: gym.Env) -> np.ndarray:
         return np.array([np.cos(u.state[0]), np.sin(u.state[0])])
     if base_id == "CartPole-v1":
         return np.array([u.state[0], u.state[2]])
-    skip = 2 if base_id in ("Ant-v4", "Swimmer-v4") else 1
+    skip = 2 if base_id.split("-")[0] in ("Ant", "Swimmer") else 1
     return u.data.qpos[skip:]
 
 
@@ -33,7 +34,7 @@ def _velocities(base_id: str, env: gym.Env) -> np.ndarray:
     if base_id == "CartPole-v1":
         return np.array([u.state[1], u.state[3]])
     qvel = u.data.qvel
-    return np.clip(qvel, -10, 10) if base_id in ("Hopper-v4", "Walker2d-v4") else qvel
+    return np.clip(qvel, -10, 10) if base_id.split("-")[0] in ("Hopper", "Walker2d") else qvel
 
 
 def test_available_ids_cover_the_tasks_and_their_novel_variants():
@@ -71,10 +72,13 @@ def test_novel_observation_is_the_full_one_without_its_velocities(base_id):
         # The full observation holds the positions and the velocities (CartPole interleaves them) ...
         layout = [0, 2, 1, 3] if base_id == "CartPole-v1" else slice(None)
         expected_full = np.concatenate([_positions(base_id, full), velocities])[layout]
-        np.testing.assert_allclose(full_obs, expected_full, rtol=1e-6, atol=1e-7)
-        # ... and the NoVel one, at the same state, exactly the positions.
-        np.testing.assert_allclose(novel_obs, _positions(base_id, novel), rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(novel_obs, _positions(base_id, full), rtol=1e-6, atol=1e-7)
+        n_full, n_pos = len(expected_full), len(_positions(base_id, full))
+        np.testing.assert_allclose(full_obs[:n_full], expected_full, rtol=1e-6, atol=1e-7)
+        # ... and the NoVel one, at the same state, exactly the positions (then the contact forces Ant-v5
+        # observes by default, which are not velocities).
+        np.testing.assert_allclose(novel_obs[:n_pos], _positions(base_id, novel), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(novel_obs[:n_pos], _positions(base_id, full), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(novel_obs[n_pos:], full_obs[n_full:], rtol=1e-6, atol=1e-7)
         action = full.action_space.sample()
         full_obs, *_ = full.step(action)
         novel_obs, *_ = novel.step(action)
@@ -172,11 +176,9 @@ def test_non_finite_observation_raises_an_error_naming_the_env():
 
 
 def test_bad_ids_and_options_raise_clear_errors():
-    with pytest.raises(ValueError, match="Unknown environment id 'HalfCheetah-v9'") as error:
+    with pytest.raises(ValueError, match="unknown environment id 'HalfCheetah-v9' \\(did you mean 'HalfCheetah-v"):
         envs.make("HalfCheetah-v9")
-    for env_id in envs.available_ids():
-        assert env_id in str(error.value)
-    with pytest.raises(ValueError, match="Available ids"):
+    with pytest.raises(ValueError, match="any id registered with gymnasium works"):
         envs.make_vec("Nope-v0", 2)
     with pytest.raises(ValueError, match="min_frames"):
         envs.make("Pendulum-v1", irregular=(0, 3))
