@@ -15,7 +15,7 @@ import yaml
 
 from ltc_rl.errors import ConfigError
 
-__all__ = ["add_alias", "add_total_timesteps", "add_seeds", "parse_seeds", "add_obs_noise", "add_policies",
+__all__ = ["add_alias", "add_total_timesteps", "add_seeds", "parse_seeds", "seeds_of", "add_obs_noise", "add_policies",
            "add_num_threads", "add_env_arguments", "parse_env_kwargs", "parse_list"]
 
 
@@ -37,29 +37,37 @@ def parse_list(text: str) -> list[str]:
 
 
 def parse_seeds(values: str | int | Sequence[str | int]) -> list[int]:
-    """``--seeds``: one number is a count (``3`` -> ``[0, 1, 2]``), several (comma- or space-separated) are
-    the seeds themselves (``3,7`` -> ``[3, 7]``)."""
-    items = [values] if isinstance(values, (str, int)) else list(values)
-    parts = [part for item in items for part in parse_list(str(item))]
+    """``--seeds``: one number is a count (``3`` -> ``[0, 1, 2]``), a list (comma- or space-separated) the seeds
+    themselves (``3,7`` -> ``[3, 7]``; ``5,`` -> ``[5]``)."""
+    items = [str(values)] if isinstance(values, (str, int)) else [str(v) for v in values]
+    parts = [part for item in items for part in parse_list(item)]
     try:
         seeds = [int(part) for part in parts]
     except ValueError:
-        raise ConfigError(f"--seeds takes a count (e.g. 3 for seeds 0,1,2) or a list of seeds (e.g. 0,4,7), got "
-                          f"{' '.join(map(str, items))!r}.") from None
-    if len(seeds) == 1:
-        if seeds[0] < 1:
-            raise ConfigError(f"--seeds COUNT must be >= 1, got {seeds[0]}; pass a list (e.g. --seeds 0,{seeds[0]}) "
-                              "for particular seeds.")
-        return list(range(seeds[0]))
+        seeds = []
     if not seeds:
-        raise ConfigError("--seeds needs a count or a list of seeds.")
+        raise ConfigError(f"--seeds takes a count (e.g. 3 for seeds 0,1,2) or a list of seeds (e.g. 0,4,7), got "
+                          f"{' '.join(items)!r}.")
+    if len(items) == 1 and "," not in items[0]:  # a count
+        if seeds[0] < 1:
+            raise ConfigError(f"--seeds COUNT must be >= 1, got {seeds[0]}; --seed N (or --seeds N,) runs the one "
+                              "seed N.")
+        return list(range(seeds[0]))
     return seeds
 
 
-def add_seeds(parser: argparse.ArgumentParser, default: str) -> None:
-    """``--seeds COUNT`` (seeds 0..COUNT-1) or ``--seeds 0,4,7`` / ``--seeds 0 4 7`` (those seeds)."""
-    parser.add_argument("--seeds", nargs="+", default=[default], metavar="COUNT|LIST",
-                        help=f"a count (seeds 0..COUNT-1) or a list of seeds, e.g. 0,4,7 (default {default})")
+def add_seeds(parser: argparse.ArgumentParser, default: int) -> None:
+    """``--seeds COUNT`` (seeds 0..COUNT-1), ``--seeds 0,4,7`` / ``--seeds 0 4 7`` (those seeds) or ``--seed N``
+    (that one seed); read them with :func:`seeds_of`."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--seeds", nargs="+", default=[str(default)], metavar="COUNT|LIST",
+                       help=f"a count (seeds 0..COUNT-1) or a list of seeds, e.g. 0,4,7 (default {default})")
+    group.add_argument("--seed", type=int, help="one seed (the same as --seeds N,)")
+
+
+def seeds_of(args: argparse.Namespace) -> list[int]:
+    """The seeds :func:`add_seeds`'s flags ask for."""
+    return [args.seed] if args.seed is not None else parse_seeds(args.seeds)
 
 
 def add_obs_noise(parser: argparse.ArgumentParser, levels: bool = False, default: Any = None,
@@ -98,7 +106,8 @@ def parse_env_kwargs(items: Sequence[str] | None) -> dict[str, Any]:
     for item in items or ():
         key, sep, text = item.partition(":")
         if not sep or not key.strip():
-            raise ConfigError(f"--env-kwargs entry {item!r} is not KEY:VALUE (e.g. --env-kwargs ctrl_cost_weight:0.1).")
+            raise ConfigError(f"--env-kwargs entry {item!r} is not KEY:VALUE (e.g. --env-kwargs "
+                              "ctrl_cost_weight:0.1).")
         try:
             kwargs[key.strip()] = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:

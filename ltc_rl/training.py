@@ -62,8 +62,8 @@ from torch import nn
 
 from ltc_rl.errors import ConfigError, ModelFileError, TrainingInterrupted, one_line
 from ltc_rl.rl.callbacks import (MODEL_FILE, VECNORMALIZE_FILE, CheckpointCallback, EvalCallback, ProgressBar,
-                                 atomic_write, checkpoint_files, latest_checkpoint, read_training_state, remove_stale_temporaries,
-                                 save_model, save_vecnormalize)
+                                 atomic_write, checkpoint_files, latest_checkpoint, read_training_state,
+                                 remove_stale_temporaries, save_model, save_vecnormalize)
 from ltc_rl.rl.guards import DivergenceCallback, StopRequest, VecCheckFinite
 from ltc_rl.rl.run_state import restore_training_state, rewind_monitor_files
 from ltc_rl.rl.serialization import check_spaces, inspect_model_file, load_model, load_vecnormalize
@@ -71,8 +71,9 @@ from ltc_rl.rl.curves import plot_learning_curve
 from ltc_rl.rl.elapsed_time import DEFAULT_ELAPSED_TIME, nominal_period
 from ltc_rl.rl.ppo import RecurrentPPO
 
-__all__ = ["ConfigError", "PolicyChoice", "POLICIES", "RunConfig", "SessionOptions", "TrainResult", "load_hyperparams", "hyperparams_notice",
-           "parse_frame_range", "parse_overrides", "resolve_config", "validate", "train", "resume", "CONFIG_FILE", "EnvFactory", "sb3_make_vec", "VEC_ENVS"]
+__all__ = ["ConfigError", "PolicyChoice", "POLICIES", "RunConfig", "SessionOptions", "TrainResult", "load_hyperparams",
+           "hyperparams_notice", "parse_frame_range", "parse_overrides", "resolve_config", "validate", "train", "resume",
+           "CONFIG_FILE", "EnvFactory", "sb3_make_vec", "VEC_ENVS"]
 
 CONFIG_FILE = "config.yaml"
 
