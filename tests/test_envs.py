@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 import envs
 from envs import ELAPSED_TIME_KEY, NonFiniteObservationError
+
+from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gymnasium's "v4 is out of date"
 
@@ -228,3 +234,40 @@ def test_make_vec_dummy_and_subproc_give_the_same_seeded_rollout():
         rollouts[kind] = np.stack(observations)
         assert not np.allclose(rollouts[kind][:, 0], rollouts[kind][:, 1])  # the copies are seeded apart
     np.testing.assert_array_equal(rollouts["dummy"], rollouts["subproc"])
+
+
+def test_any_registered_id_makes_an_env_and_unknown_periods_report_no_elapsed_time():
+    import toy_gym_package  # noqa: F401 - registers ToyDrift-v0, a task without a dt attribute
+
+    env = envs.make("ToyDrift-v0", seed=0, env_kwargs={"drift": 0.5})
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (3,) and ELAPSED_TIME_KEY not in info and env.unwrapped.drift == 0.5
+    # gymnasium tasks outside the shipped list work too, with their period reported
+    pendulum = envs.make("InvertedPendulum-v5", seed=0)
+    assert pendulum.reset(seed=0)[1][ELAPSED_TIME_KEY] == pytest.approx(pendulum.unwrapped.dt)
+    with pytest.raises(ValueError, match="dt_in_obs|Cannot tell how much simulated time"):
+        envs.make("ToyDrift-v0", dt_in_obs=True)
+
+
+def test_gym_packages_are_imported_before_the_id_is_checked():
+    with pytest.raises(ValueError, match="cannot import gym package 'no_such_package_here'"):
+        envs.make("Whatever-v0", gym_packages=["no_such_package_here"])
+    env = envs.make_vec("ToyDrift-v0", 2, seed=0, gym_packages=["toy_gym_package"])
+    assert env.observation_space.shape == (3,)
+
+
+def test_simulator_start_up_warnings_show_once_per_process():
+    # libraries enter warnings.catch_warnings() all the time (cli_main too), which resets Python's own
+    # once-per-location memory: the repeats came from there
+    code = ("import warnings, envs\n"
+            "for _ in range(3):\n"
+            "    with warnings.catch_warnings():\n"
+            "        envs.make_vec('HalfCheetah-v4', 2).close(); envs.make('Hopper-v4').close()\n"
+            "warnings.warn('an unrelated deprecation', DeprecationWarning)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=str(REPO_ROOT), env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("settotalmass") == 1
+    assert result.stderr.count("HalfCheetah-v4 is out of date") == 1
+    assert result.stderr.count("Hopper-v4 is out of date") == 1
+    assert "an unrelated deprecation" in result.stderr  # only those two are filtered
