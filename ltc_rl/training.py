@@ -71,9 +71,9 @@ from ltc_rl.rl.curves import plot_learning_curve
 from ltc_rl.rl.elapsed_time import DEFAULT_ELAPSED_TIME, nominal_period
 from ltc_rl.rl.ppo import RecurrentPPO
 
-__all__ = ["ConfigError", "PolicyChoice", "POLICIES", "RunConfig", "SessionOptions", "TrainResult", "load_hyperparams",
-           "hyperparams_notice", "parse_frame_range", "parse_overrides", "resolve_config", "validate", "train", "resume",
-           "CONFIG_FILE", "EnvFactory", "sb3_make_vec", "VEC_ENVS"]
+__all__ = ["ConfigError", "PolicyChoice", "POLICIES", "RunConfig", "SessionOptions", "TrainResult",
+           "load_hyperparams", "hyperparams_notice", "parse_frame_range", "parse_overrides", "resolve_config",
+           "validate", "train", "resume", "CONFIG_FILE", "EnvFactory", "sb3_make_vec", "VEC_ENVS"]
 
 CONFIG_FILE = "config.yaml"
 
@@ -407,10 +407,11 @@ def build_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
                      **config.algorithm_kwargs())
 
 
-def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec) -> None:
-    """Build the environments and the model once, so that any remaining problem surfaces before training.
+def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec, trained_agent: str | Path | None = None) -> None:
+    """Build the environments and the model once (and load ``trained_agent`` into it), so that any remaining
+    problem surfaces before training.
 
-    Also sets ``config.time_unit`` (when unset) to the nominal control period the environment reports at reset.
+    Also sets ``config.time_unit`` (when unset) to the environment's nominal control period (:func:`nominal_period`).
     """
     try:
         env = _make_training_env(config, make_env, config.seed, None)
@@ -423,9 +424,13 @@ def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec) -> None:
     if config.time_unit is None:
         config.time_unit = nominal_period(env) or DEFAULT_ELAPSED_TIME
     try:
-        build_model(config, env)
-    except (ValueError, TypeError, AssertionError, KeyError) as exc:
-        raise ConfigError(f"invalid hyperparameters for --policy {config.policy} on {config.env_id}: {exc}") from exc
+        try:
+            model = build_model(config, env)
+        except (ValueError, TypeError, AssertionError, KeyError) as exc:
+            raise ConfigError(f"invalid hyperparameters for --policy {config.policy} on {config.env_id}: {exc}") \
+                from exc
+        if trained_agent is not None:
+            _start_from(model, Path(trained_agent))
     finally:
         env.close()
 
@@ -517,7 +522,7 @@ def train(config: RunConfig, output: str | Path, progress_bar: bool = True,
     if options.trained_agent is not None and not Path(options.trained_agent).is_file():
         raise ConfigError(f"--trained-agent {options.trained_agent} is not a model file; pass a model zip (e.g. "
                           "RUN/model.zip or RUN/best/model.zip).")
-    validate(config, make_env)
+    validate(config, make_env, options.trained_agent)
     try:
         run_dir.mkdir(parents=True)
     except OSError as exc:
@@ -640,7 +645,8 @@ def _banner(config: RunConfig, run_dir: Path, model: BaseAlgorithm, start_steps:
     parameters = sum(p.numel() for p in model.policy.parameters())
     schedule = [f"evaluation every {config.eval_freq:,} steps ({config.n_eval_episodes} episodes)"
                 if config.eval_freq else "no periodic evaluation",
-                f"checkpoints every {config.checkpoint_freq:,} steps" if config.checkpoint_freq else "no checkpoints"]
+                f"checkpoints every {config.checkpoint_freq:,} steps" if config.checkpoint_freq
+                else "a checkpoint at the end only"]
     events = (Path(options.tensorboard_log) if options.tensorboard_log else run_dir / "logs")
     start = f", from {options.trained_agent}" if options.trained_agent else ""
     notice = hyperparams_notice(config.algorithm, config.env_id)
@@ -719,7 +725,8 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
                                           f"{run_dir}", stop.signal_number)
         final = evaluation.history["results"][-1] if evaluation.evaluated_now else None
         if final is None and options.verbose >= 1:
-            print(f"evaluating the final model ({config.n_eval_episodes} episodes) ...", flush=True)
+            print(f"evaluating the final model ({config.n_eval_episodes} episode"
+                  f"{'s' if config.n_eval_episodes > 1 else ''}) ...", flush=True)
         final_mean = float(np.mean(final)) if final is not None else evaluation.evaluate()
         checkpoints.save()
         vec_normalize = model.get_vec_normalize_env()
