@@ -2,15 +2,15 @@
 observation noise and irregular sampling.
 
 ``import envs`` registers the NoVel ids with gymnasium (``gym.make("HalfCheetahNoVel-v4")``) and shows the
-simulators' repeated start-up warnings once per process (:mod:`envs.startup_messages`).
+simulators' repeated start-up warnings once per process (:mod:`ltc_rl.rl.startup_messages`).
 """
 
 from envs import wrappers
 from envs.factory import make, make_vec
 from envs.registration import (BASE_ENV_IDS, NOVEL_ENV_IDS, available_ids, check_env_id, import_gym_packages,
                                 register_envs)
-from envs.startup_messages import show_startup_messages_once
 from envs.wrappers import ELAPSED_TIME_KEY, NonFiniteObservationError, control_dt
+from ltc_rl.rl.startup_messages import show_startup_messages_once
 
 register_envs()
 show_startup_messages_once()

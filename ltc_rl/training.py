@@ -70,6 +70,7 @@ from ltc_rl.rl.serialization import check_spaces, inspect_model_file, load_model
 from ltc_rl.rl.curves import plot_learning_curve
 from ltc_rl.rl.elapsed_time import DEFAULT_ELAPSED_TIME, nominal_period
 from ltc_rl.rl.ppo import RecurrentPPO
+from ltc_rl.rl.startup_messages import show_startup_messages_once
 
 __all__ = ["ConfigError", "PolicyChoice", "POLICIES", "RunConfig", "SessionOptions", "TrainResult",
            "load_hyperparams", "hyperparams_notice", "parse_frame_range", "parse_overrides", "resolve_config",
@@ -388,6 +389,7 @@ def sb3_make_vec(env_id: str, n_envs: int = 1, seed: int | None = None, vec_env:
     if env_options:
         raise ConfigError(f"environment options {sorted(env_options)} need an env factory that supports them; "
                           "pass make_env=envs.make_vec (scripts/train.py does).")
+    show_startup_messages_once()
     return make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=VEC_ENVS[vec_env], monitor_dir=monitor_dir,
                         monitor_kwargs=monitor_kwargs)
 

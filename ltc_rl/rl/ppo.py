@@ -34,6 +34,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from ltc_rl.rl.buffers import RecurrentRolloutBuffer
 from ltc_rl.rl.elapsed_time import (DEFAULT_ELAPSED_TIME, check_dt_scale, elapsed_times, nominal_period,
                                     reset_infos)
+from ltc_rl.rl.startup_messages import show_startup_messages_once
 from ltc_rl.rl.policies import (MlpCfcPolicy, MlpGruPolicy, MlpLstmPolicy, MlpLtcPolicy,
                                 RecurrentActorCriticPolicy)
 
@@ -93,6 +94,7 @@ class RecurrentPPO(OnPolicyAlgorithm):
         _init_setup_model: bool = True,
     ) -> None:
         if isinstance(env, str):
+            show_startup_messages_once()
             env = make_vec_env(env, n_envs=n_envs, seed=seed)
         elif n_envs != 1:
             raise ValueError("n_envs applies to environment ids only; pass a VecEnv with the number of copies you want.")

@@ -1,5 +1,8 @@
 """Messages the simulators repeat for every environment copy, shown once per process instead.
 
+Installed by ``import envs`` and by ``RecurrentPPO`` / the training pipeline when they make environments
+from an id.
+
 Making a MuJoCo v4 task prints MuJoCo's ``settotalmass is deprecated`` warning (from the task's XML) and
 gymnasium's "out of date, consider upgrading to v5" deprecation warning, once per copy: 4-12 times at
 every start of a run. Both still appear, each distinct message once; every other warning is untouched.
