@@ -292,7 +292,8 @@ class RunConfig:
     #: "dummy" (one process) or "subproc" (one process per copy).
     vec_env: str = "dummy"
     #: the environment's nominal control period (what its reset reports as elapsed time, else its ``dt`` /
-    #: ``tau`` attribute; 1.0 if nothing): recurrent policies feed the cells ``dt`` in this unit. Set by :func:`validate`.
+    #: ``tau`` attribute; 1.0 if nothing): recurrent policies feed the cells ``dt`` in this unit. Set by
+    #: :func:`validate`.
     time_unit: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -409,11 +410,13 @@ def build_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
                      **config.algorithm_kwargs())
 
 
-def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec, trained_agent: str | Path | None = None) -> None:
+def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec,
+             trained_agent: str | Path | None = None) -> None:
     """Build the environments and the model once (and load ``trained_agent`` into it), so that any remaining
     problem surfaces before training.
 
-    Also sets ``config.time_unit`` (when unset) to the environment's nominal control period (:func:`nominal_period`).
+    Also sets ``config.time_unit`` (when unset) to the environment's nominal control period
+    (:func:`~ltc_rl.rl.elapsed_time.nominal_period`).
     """
     try:
         env = _make_training_env(config, make_env, config.seed, None)
@@ -613,7 +616,7 @@ def _check_checkpoint_fits(config: RunConfig, checkpoint: tuple[int, Path, Path 
         env.close()
 
 
-def _logger(run_dir: Path, session: int, policy: str, options: SessionOptions) -> Logger:
+def _logger(run_dir: Path, session: int, options: SessionOptions) -> Logger:
     """The session's SB3 logger: CSV (and TensorBoard unless elsewhere) in ``logs/session_<k>``, the console
     table with ``verbose >= 2``, TensorBoard events in ``options.tensorboard_log`` when given."""
     folder = run_dir / "logs" / f"session_{session}"
@@ -621,7 +624,7 @@ def _logger(run_dir: Path, session: int, policy: str, options: SessionOptions) -
         formats = ["csv", "tensorboard"] + (["stdout"] if options.verbose >= 2 else [])
         return configure(str(folder), formats)
     logger = configure(str(folder), ["csv"] + (["stdout"] if options.verbose >= 2 else []))
-    events = Path(options.tensorboard_log) / f"{run_dir.name}_{policy}" / f"session_{session}"
+    events = Path(options.tensorboard_log) / run_dir.name / f"session_{session}"
     logger.output_formats.append(make_output_format("tensorboard", str(events)))
     return logger
 
@@ -689,7 +692,7 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
     else:
         model = load_model(checkpoint[1], env=env, device=config.device, algorithm=ALGORITHMS[config.algorithm])
         restore_training_state(model, state, config.seed + start_steps)
-    model.set_logger(_logger(run_dir, session, config.policy, options))
+    model.set_logger(_logger(run_dir, session, options))
 
     title = f"{config.policy} on {config.env_id} (seed {config.seed})"
     curve = run_dir / "learning_curve.png"

@@ -32,9 +32,9 @@ from ltc_rl.rl.guards import non_finite_state
 from ltc_rl.rl.run_state import capture_training_state
 from ltc_rl.rl.serialization import inspect_model_file, read_pickle
 
-__all__ = ["ProgressBar", "atomic_write", "remove_stale_temporaries", "save_model", "save_vecnormalize", "latest_checkpoint",
+__all__ = ["atomic_write", "remove_stale_temporaries", "save_model", "save_vecnormalize", "latest_checkpoint",
            "checkpoint_files", "read_training_state", "CheckpointCallback", "CheckpointWarning", "EvalCallback",
-           "MODEL_FILE", "VECNORMALIZE_FILE", "EVALUATIONS_FILE"]
+           "ProgressBar", "MODEL_FILE", "VECNORMALIZE_FILE", "EVALUATIONS_FILE"]
 
 MODEL_FILE = "model.zip"
 VECNORMALIZE_FILE = "vecnormalize.pkl"
