@@ -227,15 +227,19 @@ def record_episode(agent: LTCAgent, env_id: str | None = None, obs_noise: float 
 
 
 def _neuron_order(agent: LTCAgent, state_size: int) -> tuple[list[int], list[tuple[str, int, int]]]:
-    """Neuron indices grouped by the wiring's layers (sensory side first), and the (name, start, end) bands."""
+    """Neuron indices grouped by the wiring's layers (sensory side first), and the (name, start, end) bands.
+
+    A wiring of one layer (fully connected, whose outputs all feed the action head) has no bands: its
+    neurons are not motor neurons in the NCP sense.
+    """
     wiring = agent.wiring
-    if wiring is None:
+    layers = [(name, ids) for name, ids in wiring.layers() if ids] if wiring is not None else []
+    if len(layers) < 2:
         return list(range(state_size)), []
     order, bands = [], []
-    for name, ids in wiring.layers():
-        if ids:
-            bands.append((name, len(order), len(order) + len(ids)))
-            order.extend(ids)
+    for name, ids in layers:
+        bands.append((name, len(order), len(order) + len(ids)))
+        order.extend(ids)
     return order, bands
 
 
@@ -256,24 +260,31 @@ def plot_neuron_activity(agent: LTCAgent, trace: EpisodeTrace, path: str | Path,
     steps = np.arange(len(states))
     order, bands = _neuron_order(agent, states.shape[1])
     motor = next(((start, end) for name, start, end in bands if name == "motor"), None)
-    fig, axes = plt.subplots(3, 1, figsize=(10, 9), sharex=True, gridspec_kw={"height_ratios": [3, 1.5, 1.5]})
+    fig, axes = plt.subplots(3, 1, figsize=(10, 9), sharex=True, layout="constrained",
+                             gridspec_kw={"height_ratios": [3, 1.5, 1.5]})
     image = axes[0].imshow(states[:, order].T, aspect="auto", interpolation="nearest", cmap="coolwarm",
                            extent=(-0.5, len(states) - 0.5, len(order) - 0.5, -0.5))
-    fig.colorbar(image, ax=axes[0], label="state (potential)")
+    # one colour bar beside all three panels, so that they share the time axis's width
+    fig.colorbar(image, ax=axes, label="state (potential)", shrink=0.5, anchor=(0.0, 1.0))
     for name, start, end in bands:
         axes[0].axhline(start - 0.5, color="k", lw=0.6)
         axes[0].annotate(name, (0.005, (start + end - 1) / 2), xycoords=("axes fraction", "data"), va="center",
                          fontsize=8, bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8, "lw": 0})
-    axes[0].set_ylabel("neuron (by layer)" if bands else "state entry")
-    shown = [order[i] for i in range(*motor)] if motor else order[: min(8, len(order))]
+    axes[0].set_ylabel("neuron (by layer)" if bands else "neuron")
+    if motor:
+        shown = [order[i] for i in range(*motor)][:8]
+    else:  # no motor layer: the neurons that move most
+        shown = sorted(np.argsort(states.std(axis=0))[::-1][: min(8, states.shape[1])].tolist())
     for index in shown:
         axes[1].plot(steps, states[:, index], lw=0.9, label=f"n{index}")
-    axes[1].set_ylabel("motor neurons" if motor else "first state entries")
-    if len(shown) <= 8:
-        axes[1].legend(fontsize=7, ncol=4, loc="upper right")
+    axes[1].set_ylabel("motor neurons" if motor else "most active neurons")
+    axes[1].legend(fontsize=7, ncol=8, loc="upper right")
     actions = trace.actions.reshape(len(steps), -1)
     for column in range(actions.shape[1]):
-        axes[2].plot(steps, actions[:, column], lw=0.9)
+        axes[2].plot(steps, actions[:, column], lw=0.9, label=f"a{column}")
+    if actions.shape[1] <= 12:
+        axes[2].legend(fontsize=7, ncol=min(actions.shape[1], 6), loc="upper right", title="action dimension",
+                       title_fontsize=7)
     axes[2].set_ylabel("actions")
     axes[2].set_xlabel("control step")
     cell = type(agent.cell).__name__ if agent.cell is not None else "policy"
@@ -282,7 +293,7 @@ def plot_neuron_activity(agent: LTCAgent, trace: EpisodeTrace, path: str | Path,
     for ax in axes:
         ax.grid(alpha=0.2)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     written = [atomic_write(path, lambda handle: handle.write(buffer.getvalue()))]
     if agent.wiring is not None:

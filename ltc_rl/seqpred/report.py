@@ -108,11 +108,13 @@ def write_history_csv(results: Sequence[RunResult], path: Path) -> Path:
 
 
 def plot_validation_curves(results: Sequence[RunResult], path: Path, title: str | None = None) -> Path:
-    """Validation MSE per epoch: mean over seeds (line) and min..max band, log scale, one colour per model."""
+    """Validation MSE per epoch: mean over seeds (line) and min..max band, log scale, one colour per model;
+    the paper's test MSE of each model as a dashed reference line in the same colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, StrMethodFormatter
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for kind in dict.fromkeys(r.model for r in results):
@@ -121,12 +123,23 @@ def plot_validation_curves(results: Sequence[RunResult], path: Path, title: str 
         stacked = np.stack([c[:length] for c in curves])
         epochs = np.arange(length)
         line, = ax.plot(epochs, np.nanmean(stacked, axis=0), label=f"{_label(kind)} ({len(curves)} seeds)")
-        ax.fill_between(epochs, np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0), color=line.get_color(),
-                        alpha=0.2)
+        if len(curves) > 1:
+            ax.fill_between(epochs, np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0), color=line.get_color(),
+                            alpha=0.2)
+        if kind in PAPER_TEST_MSE:
+            ax.axhline(PAPER_TEST_MSE[kind][0], color=line.get_color(), ls="--", lw=0.9,
+                       label=f"{_label(kind)}: paper's test MSE {PAPER_TEST_MSE[kind][0]:.3f}")
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation MSE")
-    ax.set_title(title or "Half-Cheetah next-step prediction: validation error")
+    low, high = ax.get_ylim()
+    # one set of plain labels (1, 2, 5, 10, ... or every integer step within a decade), no minor labels beside them
+    ax.yaxis.set_major_locator(LogLocator(subs="all" if high / low < 20 else (1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
+    ax.set_xlabel("epoch (0: before training)")
+    ax.set_ylabel("validation MSE (log scale)")
+    ax.set_title(title or "Half-Cheetah next-step prediction: validation error\n"
+                          "line: mean over seeds; band: min..max over seeds; dashed: the paper's test MSE")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
