@@ -53,13 +53,18 @@ class LTCAgent:
         self.state: Tensor | None = None
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "LTCAgent":
-        """Load a run folder written by ``scripts/train.py`` (or its ``best/`` folder, or a model ``.zip``).
+    def load(cls, path: str | Path, device: str | torch.device = "cpu", trust_pickle: bool = False,
+             best: bool = False, checkpoint: int | None = None) -> "LTCAgent":
+        """Load a run folder written by ``scripts/train.py`` (or its ``best/`` folder, a model ``.zip`` or a
+        checkpoint ``ckpt_<steps>_steps.zip``); ``best`` / ``checkpoint`` pick ``best/`` or the checkpoint at
+        that many steps of the run folder. A run folder without ``model.zip`` loads its newest checkpoint.
 
-        The observation normalisation saved with the model (``vecnormalize.pkl``) is applied by the
-        agent; a missing or corrupt file raises :class:`~agents.run_folder.RunFolderError`.
+        The observation normalisation saved with the model (``vecnormalize.npz``, or the checkpoint's own) is
+        applied by the agent; a missing or corrupt file raises :class:`~agents.run_folder.RunFolderError`.
+        Nothing is unpickled: files of older versions (``vecnormalize.pkl``, pickled model metadata) load only
+        with ``trust_pickle=True``, for files from a source you trust.
         """
-        run = load_run(path, device)
+        run = load_run(path, device, trust_pickle, best, checkpoint)
         network = network_from_policy(run.policy, run.stats)  # type: ignore[arg-type]
         return cls(network.to(device), run.policy.observation_space, run.policy.action_space,  # type: ignore[arg-type]
                    run.config, run.files)

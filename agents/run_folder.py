@@ -1,12 +1,14 @@
 """Reading what a training run left behind: model zip, observation statistics and configuration.
 
-A run folder (see :mod:`ltc_rl.training`) holds ``model.zip``, ``vecnormalize.pkl`` (when observations
-were normalised), ``config.yaml`` and ``best/`` (the best evaluated model and its statistics). Every
-problem (a missing file, a corrupt one, a zip that is not a stable-baselines3 model) raises
-:class:`RunFolderError` saying which file and what to do.
+A run folder (see :mod:`ltc_rl.training`) holds ``model.zip``, ``vecnormalize.npz`` (when observations
+were normalised), ``config.yaml``, ``best/`` (the best evaluated model and its statistics) and
+``checkpoints/``; :func:`locate` finds the files that belong together. Every problem (a missing file, a
+corrupt one, a zip that is not a stable-baselines3 model) raises :class:`RunFolderError` saying which file
+and what to do.
 
 The policy is rebuilt from the zip's saved constructor arguments and weights alone: no algorithm
-object and no environment are created.
+object and no environment are created, and nothing is unpickled (:mod:`ltc_rl.rl.safe_files`) unless
+``trust_pickle`` is given for files of older versions.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_zip_file
 
 from ltc_rl.errors import ModelFileError
-from ltc_rl.rl.callbacks import MODEL_FILE, VECNORMALIZE_FILE
-from ltc_rl.training import CONFIG_FILE
+from ltc_rl.rl.run_files import VECNORMALIZE_FILE, ModelFiles, resolve_model_files
+from ltc_rl.rl.safe_files import read_model_data, reason
+from ltc_rl.rl.serialization import read_normalization
 
 __all__ = ["RunFolderError", "RunFiles", "ObservationStats", "LoadedRun", "locate", "read_config",
            "load_observation_stats", "load_policy", "load_run"]
@@ -35,13 +38,8 @@ class RunFolderError(ModelFileError):
     """A run folder or model file is missing, incomplete or corrupt (a ``ValueError``)."""
 
 
-@dataclass(frozen=True)
-class RunFiles:
-    """The files of one trained model: its zip, its VecNormalize statistics and the run's config (if any)."""
-
-    model: Path
-    normalizer: Path | None
-    config: Path | None
+#: The files of one trained model: its zip, its VecNormalize statistics and the run's config (if any).
+RunFiles = ModelFiles
 
 
 @dataclass(frozen=True)
@@ -64,36 +62,18 @@ class LoadedRun:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-def _listing(folder: Path) -> str:
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-    return ", ".join(names) if names else "nothing"
+def locate(path: str | Path, best: bool = False, checkpoint: int | None = None) -> RunFiles:
+    """The files behind ``path``: a run folder (or its ``best/`` or ``checkpoints/`` folder), a ``model.zip`` or
+    a checkpoint zip; ``best`` / ``checkpoint`` choose ``best/`` or the checkpoint at that many steps.
 
-
-def locate(path: str | Path) -> RunFiles:
-    """The files behind ``path``: a run folder (or its ``best/`` folder), or a model ``.zip``.
-
-    A folder must hold ``model.zip``; ``vecnormalize.pkl`` is taken from the model's folder and
-    ``config.yaml`` from the model's folder or its parent (so ``RUN/best`` finds ``RUN/config.yaml``).
+    The one resolution of the project (:func:`ltc_rl.rl.run_files.resolve_model_files`): a run folder without
+    ``model.zip`` stands for its newest checkpoint (with a warning saying so), and a checkpoint zip brings
+    its own statistics file.
     """
-    path = Path(path)
-    if not path.exists():
-        raise RunFolderError(f"{path} does not exist; pass a run folder written by scripts/train.py "
-                             f"(or a model .zip).")
-    if path.is_dir():
-        model = path / MODEL_FILE
-        if not model.is_file():
-            hint = f" ({path / 'best' / MODEL_FILE} exists: pass {path / 'best'})" \
-                if (path / "best" / MODEL_FILE).is_file() else ""
-            raise RunFolderError(f"run folder {path} has no {MODEL_FILE} (it holds: {_listing(path)}); the run did "
-                                 f"not finish{hint}, or this is not a run folder.")
-    elif path.suffix == ".zip":
-        model = path
-    else:
-        raise RunFolderError(f"{path} is neither a run folder nor a model .zip.")
-    folder = model.parent
-    normalizer = folder / VECNORMALIZE_FILE
-    config = next((c for c in (folder / CONFIG_FILE, folder.parent / CONFIG_FILE) if c.is_file()), None)
-    return RunFiles(model, normalizer if normalizer.is_file() else None, config)
+    try:
+        return resolve_model_files(path, best, checkpoint)
+    except ModelFileError as error:
+        raise RunFolderError(str(error)) from error
 
 
 def read_config(files: RunFiles) -> dict[str, Any]:
@@ -112,7 +92,8 @@ def read_config(files: RunFiles) -> dict[str, Any]:
     return document
 
 
-def load_observation_stats(files: RunFiles, config: dict[str, Any]) -> ObservationStats | None:
+def load_observation_stats(files: RunFiles, config: dict[str, Any],
+                           trust_pickle: bool = False) -> ObservationStats | None:
     """The saved observation normalisation, or None where the run did not normalise observations.
 
     A run whose ``config.yaml`` says it normalised but whose statistics are missing is an error:
@@ -125,30 +106,30 @@ def load_observation_stats(files: RunFiles, config: dict[str, Any]) -> Observati
                                  f"needs those statistics; copy the file next to {files.model.name}.")
         return None
     try:
-        with files.normalizer.open("rb") as handle:
-            venv = pickle.load(handle)
-        rms, norm_obs = venv.obs_rms, venv.norm_obs
-        clip, epsilon = float(venv.clip_obs), float(venv.epsilon)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
-        raise RunFolderError(f"{files.normalizer} is corrupt or not VecNormalize statistics "
-                             f"({type(exc).__name__}: {exc}).") from exc
-    if not norm_obs:
+        stats = read_normalization(files.normalizer, trust_pickle)
+    except ModelFileError as error:
+        raise RunFolderError(str(error)) from error
+    if not stats.norm_obs:
         return None
-    if isinstance(rms, dict):
+    if set(stats.obs_rms) != {""}:
         raise RunFolderError(f"{files.normalizer} normalises a Dict observation space; agents take flat Box "
                              f"observations.")
-    return ObservationStats(np.asarray(rms.mean, dtype=np.float64), np.asarray(rms.var, dtype=np.float64), clip,
-                            epsilon)
+    return ObservationStats(np.asarray(stats.flat.mean, dtype=np.float64), np.asarray(stats.flat.var,
+                                                                                      dtype=np.float64),
+                            stats.clip_obs, stats.epsilon)
 
 
-def load_policy(model_path: Path, device: str | torch.device = "cpu") -> BasePolicy:
+def load_policy(model_path: Path, device: str | torch.device = "cpu", trust_pickle: bool = False) -> BasePolicy:
     """The policy of a stable-baselines3 model zip, rebuilt from its constructor arguments and weights."""
     try:
-        data, params, _ = load_from_zip_file(model_path, device=device)
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, RuntimeError, ImportError,
-            pickle.UnpicklingError) as exc:
+        data = read_model_data(model_path, trust_pickle)
+        _, params, _ = load_from_zip_file(model_path, load_data=False, device=device)
+    except ModelFileError as error:
+        raise RunFolderError(str(error)) from error
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, TypeError, RuntimeError,
+            UnicodeDecodeError, pickle.UnpicklingError) as exc:
         raise RunFolderError(f"{model_path} is corrupt or not a stable-baselines3 model zip "
-                             f"({type(exc).__name__}: {exc}); use another checkpoint (best/, checkpoints/).") from exc
+                             f"({reason(exc)}); use another checkpoint (best/, checkpoints/).") from exc
     missing = [key for key in ("policy_class", "observation_space", "action_space") if key not in (data or {})]
     if missing or "policy" not in params:
         raise RunFolderError(f"{model_path} lacks {missing or ['policy weights']}; it is not a complete "
@@ -166,9 +147,10 @@ def load_policy(model_path: Path, device: str | torch.device = "cpu") -> BasePol
     return policy.to(device).eval()
 
 
-def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Policy, observation statistics and configuration of a run folder or model zip."""
-    files = locate(path)
+def load_run(path: str | Path, device: str | torch.device = "cpu", trust_pickle: bool = False, best: bool = False,
+             checkpoint: int | None = None) -> LoadedRun:
+    """Policy, observation statistics and configuration of a run folder or model zip (see :func:`locate`)."""
+    files = locate(path, best, checkpoint)
     config = read_config(files)
-    stats = load_observation_stats(files, config)
-    return LoadedRun(load_policy(files.model, device), files, stats, config)
+    stats = load_observation_stats(files, config, trust_pickle)
+    return LoadedRun(load_policy(files.model, device, trust_pickle), files, stats, config)

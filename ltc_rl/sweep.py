@@ -328,7 +328,11 @@ class SweepResult:
 def check_sweep(settings: SweepSettings, make_env: EnvFactory = sb3_make_vec,
                 env_ids: Sequence[str] | None = None) -> int:
     """Validates every policy's configuration (a dry build, as ``train.py`` does) and the search-space names
-    and values for each policy; returns the most steps of any policy's run. Raises :class:`ConfigError`."""
+    and values for each policy; returns the most steps of any policy's run. Raises :class:`ConfigError`.
+
+    The dry build also builds the native LTC kernel when a policy uses it: once, here in the driver, so that
+    the trials on this machine load it from the cache instead of each waiting on a build.
+    """
     longest = 0
     for policy in settings.policies:
         config = settings.resolve(policy, settings.seeds[0], env_ids=env_ids)

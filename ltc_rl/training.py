@@ -9,15 +9,17 @@ folder is created or a single step is trained; problems raise :class:`ConfigErro
 A run folder holds::
 
     config.yaml              fully resolved configuration, seed, package versions, command
-    model.zip                final model            vecnormalize.pkl   its VecNormalize statistics
-    best/                    best model by periodic evaluation (model.zip, vecnormalize.pkl)
-    checkpoints/             periodic checkpoints (ckpt_<steps>_steps.zip + statistics), for --resume
+    model.zip                final model            vecnormalize.npz   its VecNormalize statistics
+    best/                    best model by periodic evaluation (model.zip, vecnormalize.npz)
+    checkpoints/             checkpoints at step 0 and periodically (ckpt_<steps>_steps.zip + statistics + state),
+                             for --resume
     evaluations.npz          evaluation history     learning_curve.png evaluation + training returns
     monitor/                 Monitor CSVs of the training environments
     logs/session_<k>/        progress.csv and TensorBoard events of each (resumed) session
 
-All files are written atomically, and no model holding NaN/inf is written. :func:`resume` continues a run
-from its newest readable checkpoint (policy, optimiser, VecNormalize statistics, timestep counter and so the
+All files are written atomically, none of them needs unpickling to load (:mod:`ltc_rl.rl.safe_files`), and no
+model holding NaN/inf is written. :func:`resume` continues a run from its newest readable checkpoint (or, for
+a run stopped before its first one, starts it again from its ``config.yaml``) (policy, optimiser, VecNormalize statistics, timestep counter and so the
 learning-rate schedule position, random generator states); Monitor CSVs and the evaluation history are cut
 back to the checkpoint, so the logs continue. Ctrl-C / SIGTERM stop after the current step with a checkpoint
 (:class:`~ltc_rl.errors.TrainingInterrupted`); NaN/inf from an environment or in the model stop training
@@ -40,6 +42,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -60,11 +63,13 @@ from stable_baselines3.common.utils import LinearSchedule, get_device
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 from torch import nn
 
-from ltc_rl.errors import ConfigError, ModelFileError, TrainingInterrupted, one_line
+from ltc_rl.errors import ConfigError, DivergenceError, LtcRlWarning, ModelFileError, TrainingInterrupted, one_line
+from ltc_rl.kernels import native
 from ltc_rl.rl.callbacks import (MODEL_FILE, VECNORMALIZE_FILE, CheckpointCallback, EvalCallback, ProgressBar,
-                                 atomic_write, checkpoint_files, latest_checkpoint, read_training_state,
-                                 remove_stale_temporaries, save_model, save_vecnormalize)
+                                 atomic_write, latest_checkpoint, read_training_state, remove_stale_temporaries,
+                                 save_model, save_vecnormalize)
 from ltc_rl.rl.guards import DivergenceCallback, StopRequest, VecCheckFinite
+from ltc_rl.rl.run_files import CHECKPOINT_FOLDER, CONFIG_FILE
 from ltc_rl.rl.run_state import restore_training_state, rewind_monitor_files
 from ltc_rl.rl.serialization import check_spaces, inspect_model_file, load_model, load_vecnormalize
 from ltc_rl.rl.curves import plot_learning_curve
@@ -75,8 +80,6 @@ from ltc_rl.rl.startup_messages import show_startup_messages_once
 __all__ = ["ConfigError", "PolicyChoice", "POLICIES", "RunConfig", "SessionOptions", "TrainResult",
            "load_hyperparams", "hyperparams_notice", "parse_frame_range", "parse_overrides", "resolve_config",
            "validate", "train", "resume", "CONFIG_FILE", "EnvFactory", "sb3_make_vec", "VEC_ENVS"]
-
-CONFIG_FILE = "config.yaml"
 
 
 @dataclass(frozen=True)
@@ -416,7 +419,9 @@ def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec,
     problem surfaces before training.
 
     Also sets ``config.time_unit`` (when unset) to the environment's nominal control period
-    (:func:`~ltc_rl.rl.elapsed_time.nominal_period`).
+    (:func:`~ltc_rl.rl.elapsed_time.nominal_period`), and builds (or loads) the native LTC kernel when the
+    policy uses it: a first build is announced here, before any progress bar, and a sweep's driver builds it
+    once before its trials start.
     """
     try:
         env = _make_training_env(config, make_env, config.seed, None)
@@ -438,6 +443,7 @@ def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec,
             _start_from(model, Path(trained_agent))
     finally:
         env.close()
+    native.ensure_for(model.policy)
 
 
 def _versions() -> dict[str, str]:
@@ -492,7 +498,7 @@ class SessionOptions:
         tensorboard_log: a folder for TensorBoard events (``<folder>/<run name>/session_<k>``) besides the run's
             ``logs/`` CSV; None: events in ``logs/session_<k>/``.
         trained_agent: a model zip to start from (a fresh run with a new configuration): its parameters are
-            loaded into the new model, and the ``vecnormalize.pkl`` beside it, if any, into the environment.
+            loaded into the new model, and the ``vecnormalize.npz`` beside it, if any, into the environment.
     """
 
     verbose: int = 0
@@ -534,18 +540,21 @@ def train(config: RunConfig, output: str | Path, progress_bar: bool = True,
         raise ConfigError(f"cannot create the output folder {run_dir} ({exc.strerror or exc}); choose another "
                           "--output.") from exc
     history = [_session_record("train", argv, config.device)]
-    _write_config(run_dir, config, history)
-    return _run(config, run_dir, None, progress_bar, session=len(history), on_evaluation=on_evaluation,
-                make_env=make_env, options=options)
+    _write_config(run_dir, config, history)  # at once: a run killed before its first checkpoint can be resumed
+    return _run(config, run_dir, None, progress_bar, history, on_evaluation=on_evaluation, make_env=make_env,
+                options=options)
 
 
 def resume(run_dir: str | Path, total_timesteps: int | None = None, device: str | None = None,
            progress_bar: bool = True, argv: Sequence[str] | None = None,
            on_evaluation: EvaluationHook | None = None, make_env: EnvFactory = sb3_make_vec,
-           options: SessionOptions | None = None) -> TrainResult:
+           trust_pickle: bool = False, options: SessionOptions | None = None) -> TrainResult:
     """Continue the run in ``run_dir`` from its newest checkpoint, up to ``total_timesteps`` (default: as configured).
 
-    The environment is rebuilt by ``make_env`` with the env options recorded in ``config.yaml``.
+    The environment is rebuilt by ``make_env`` with the env options recorded in ``config.yaml``. A run stopped
+    before its first checkpoint starts again from step 0 with that configuration. Checkpoints of older
+    versions (pickled statistics and state) need ``trust_pickle``. Nothing in the folder changes before the
+    checkpoint has been loaded: a refused resume leaves it as it was.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
@@ -553,24 +562,28 @@ def resume(run_dir: str | Path, total_timesteps: int | None = None, device: str 
         raise ConfigError(f"{run_dir} is not a run folder (no {CONFIG_FILE}); nothing to resume.")
     document = _read_run_config(config_path)
     config = RunConfig.from_dict(document)
-    checkpoint = latest_checkpoint(run_dir / "checkpoints")
-    if checkpoint is None:
-        raise ConfigError(f"no checkpoint in {run_dir / 'checkpoints'}; nothing to resume.")
+    checkpoint = latest_checkpoint(run_dir / CHECKPOINT_FOLDER, trust_pickle=trust_pickle)
     if total_timesteps is not None:
         if total_timesteps < 1:
             raise ConfigError(f"total_timesteps must be an integer >= 1, got {total_timesteps!r}.")
         config.total_timesteps = int(total_timesteps)
     if device is not None:
         config.device = _resolve_device(device)
-    if checkpoint[0] >= config.total_timesteps:
-        raise ConfigError(f"{run_dir} already reached {checkpoint[0]} of {config.total_timesteps} steps; pass a "
-                          "larger --total-timesteps to train further.")
-    _check_checkpoint_fits(config, checkpoint, make_env)
+    state = None
+    if checkpoint is None:
+        validate(config, make_env)
+        warnings.warn(f"{run_dir} has no checkpoint (the run stopped before its first one): starting it again from "
+                      f"step 0 with its {CONFIG_FILE}", LtcRlWarning, stacklevel=2)
+    else:
+        if checkpoint[0] >= config.total_timesteps:
+            raise ConfigError(f"{run_dir} already reached {checkpoint[0]} of {config.total_timesteps} steps; pass a "
+                              "larger --total-timesteps to train further.")
+        state = _check_checkpoint_fits(config, checkpoint, make_env, trust_pickle)
     history = list(document.get("sessions", [])) + [_session_record("resume", argv, config.device)]
-    _write_config(run_dir, config, history)
     remove_stale_temporaries(run_dir)
-    return _run(config, run_dir, checkpoint, progress_bar, session=len(history), on_evaluation=on_evaluation,
-                make_env=make_env, options=options or SessionOptions())
+    return _run(config, run_dir, checkpoint, progress_bar, history, on_evaluation=on_evaluation,
+                make_env=make_env, state=state, trust_pickle=trust_pickle,
+                options=options or SessionOptions())
 
 
 #: How a ``SubprocVecEnv`` reports workers that are gone (a terminal's Ctrl-C reaches them too).
@@ -592,10 +605,10 @@ def _read_run_config(path: Path) -> dict[str, Any]:
     return document
 
 
-def _check_checkpoint_fits(config: RunConfig, checkpoint: tuple[int, Path, Path | None],
-                           make_env: EnvFactory) -> None:
-    """The checkpoint's model and statistics fit the environment ``config`` describes (checked before resuming
-    changes anything in the run folder)."""
+def _check_checkpoint_fits(config: RunConfig, checkpoint: tuple[int, Path, Path | None], make_env: EnvFactory,
+                           trust_pickle: bool) -> dict[str, Any] | None:
+    """Load the checkpoint's model, statistics and training state once on the environment ``config`` describes
+    (before resuming changes anything in the run folder); returns the training state."""
     try:
         env = _make_training_env(config, make_env, config.seed, None)
     except ConfigError:
@@ -604,14 +617,17 @@ def _check_checkpoint_fits(config: RunConfig, checkpoint: tuple[int, Path, Path 
         raise ConfigError(f"cannot create environment {config.env_id!r} with options {config.env_options}: "
                           f"{exc}") from exc
     try:
-        data = inspect_model_file(checkpoint[1])
+        data = inspect_model_file(checkpoint[1], trust_pickle)
         check_spaces(checkpoint[1], data["observation_space"], data["action_space"], env)
         if checkpoint[2] is not None:
-            load_vecnormalize(checkpoint[2], env)
+            env = load_vecnormalize(checkpoint[2], env, trust_pickle)
         elif config.normalize_kwargs() is not None:
             raise ModelFileError(f"checkpoint {checkpoint[1]} lacks its VecNormalize statistics "
                                  f"({checkpoint[1].stem}_{VECNORMALIZE_FILE}); the policy needs them, so the run "
                                  "cannot be resumed from it.")
+        load_model(checkpoint[1], env=env, device=config.device, algorithm=ALGORITHMS[config.algorithm],
+                   trust_pickle=trust_pickle)
+        return read_training_state(checkpoint[1], trust_pickle)
     finally:
         env.close()
 
@@ -630,7 +646,7 @@ def _logger(run_dir: Path, session: int, options: SessionOptions) -> Logger:
 
 
 def _start_from(model: BaseAlgorithm, path: Path) -> None:
-    """Loads a trained model's parameters (and the ``vecnormalize.pkl`` beside it) into the fresh ``model``."""
+    """Loads a trained model's parameters (and the ``vecnormalize.npz`` beside it) into the fresh ``model``."""
     trained = load_model(path, env=model.get_env(), device=model.device)
     try:
         model.policy.load_state_dict(trained.policy.state_dict())
@@ -664,13 +680,27 @@ def _banner(config: RunConfig, run_dir: Path, model: BaseAlgorithm, start_steps:
     ])
 
 
+def _divergence_with_checkpoint(error: DivergenceError, folder: Path, trust_pickle: bool) -> DivergenceError:
+    """``error`` naming the newest good checkpoint (readable, finite), which stays as it was."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped checkpoints are not news here
+        try:
+            newest = latest_checkpoint(folder, trust_pickle=trust_pickle)
+        except (ModelFileError, OSError):
+            newest = None
+    kept = "No good checkpoint was written yet." if newest is None else \
+        f"The last good checkpoint {newest[1]} ({newest[0]} steps) is kept."
+    return DivergenceError(f"{one_line(error)} {kept}")
+
+
 def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | None] | None, progress_bar: bool,
-         session: int, on_evaluation: EvaluationHook | None = None,
-         make_env: EnvFactory = sb3_make_vec, options: SessionOptions = SessionOptions()) -> TrainResult:
+         history: list[dict[str, Any]], on_evaluation: EvaluationHook | None = None,
+         make_env: EnvFactory = sb3_make_vec, state: dict[str, Any] | None = None,
+         trust_pickle: bool = False, options: SessionOptions = SessionOptions()) -> TrainResult:
+    """Train ``config`` in ``run_dir`` from ``checkpoint`` (None: from scratch) and its training ``state``;
+    ``history`` (the sessions, this one last) is written to ``config.yaml`` once the model is ready."""
     start_steps = 0 if checkpoint is None else checkpoint[0]
-    state = None
     if checkpoint is not None:  # episodes a killed run logged after the checkpoint are stepped through again
-        state = read_training_state(checkpoint_files(checkpoint[1].parent, start_steps)[2])
         rewind_monitor_files(run_dir / "monitor", (state or {}).get("monitor_sizes", {}))
     env = VecCheckFinite(_make_training_env(config, make_env, config.seed + start_steps, run_dir / "monitor",
                                             append=checkpoint is not None), "training environment", start_steps)
@@ -680,7 +710,7 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
                               "evaluation environment")
     if normalize is not None:
         if checkpoint is not None and checkpoint[2] is not None:
-            env = load_vecnormalize(checkpoint[2], env)
+            env = load_vecnormalize(checkpoint[2], env, trust_pickle)
         else:
             env = VecNormalize(env, **normalize)
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False, **{
@@ -690,13 +720,16 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
         if options.trained_agent is not None:
             _start_from(model, Path(options.trained_agent))
     else:
-        model = load_model(checkpoint[1], env=env, device=config.device, algorithm=ALGORITHMS[config.algorithm])
+        model = load_model(checkpoint[1], env=env, device=config.device, algorithm=ALGORITHMS[config.algorithm],
+                           trust_pickle=trust_pickle)
         restore_training_state(model, state, config.seed + start_steps)
-    model.set_logger(_logger(run_dir, session, options))
+    native.ensure_for(model.policy)  # a first kernel build is announced here, not under a silent progress bar
+    _write_config(run_dir, config, history)
+    model.set_logger(_logger(run_dir, len(history), options))
 
     title = f"{config.policy} on {config.env_id} (seed {config.seed})"
     curve = run_dir / "learning_curve.png"
-    checkpoints = CheckpointCallback(config.checkpoint_freq, run_dir / "checkpoints", monitor_dir=run_dir / "monitor")
+    checkpoints = CheckpointCallback(config.checkpoint_freq, run_dir / CHECKPOINT_FOLDER, monitor_dir=run_dir / "monitor")
 
     def evaluated(history: dict[str, np.ndarray]) -> None:
         plot_learning_curve(curve, history, run_dir / "monitor", title)
@@ -711,12 +744,14 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
         print(_banner(config, run_dir, model, start_steps, options), flush=True)
     try:
         with StopRequest() as stop:  # Ctrl-C / SIGTERM: stop after the current step, save a checkpoint, exit
-            callbacks = CallbackList([DivergenceCallback(run_dir / "checkpoints"), stop.callback(), checkpoints,
-                                      evaluation, *([bar] if bar is not None else [])])
+            callbacks = CallbackList([DivergenceCallback(), stop.callback(), checkpoints, evaluation,
+                                      *([bar] if bar is not None else [])])
             try:
                 model.learn(config.total_timesteps - model.num_timesteps, callback=callbacks,
                             log_interval=options.log_interval, reset_num_timesteps=checkpoint is None,
                             tb_log_name=config.policy)
+            except DivergenceError as error:
+                raise _divergence_with_checkpoint(error, run_dir / CHECKPOINT_FOLDER, trust_pickle) from error
             except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be installed
                 stop.signal_number = stop.signal_number or signal.SIGINT
             except _WORKER_GONE:  # subprocess environments killed by the same Ctrl-C; the model is intact

@@ -20,8 +20,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="HalfCheetah-v4", help="environment id (default HalfCheetah-v4)")
     parser.add_argument("--model", default=None,
-                        help="trained RecurrentPPO run folder (best/model.zip, else model.zip, with the vecnormalize.pkl beside it) "
-                             "or .zip file; default: uniformly random actions")
+                        help="trained RecurrentPPO run folder (best/model.zip, else model.zip, else the newest "
+                             "checkpoint, with its statistics) or .zip file; default: uniformly random actions")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="also load pickled files of older versions (this runs any code they hold: only for "
+                             "files from a source you trust)")
     parser.add_argument("--stochastic", action="store_true", help="sample the trained policy's actions instead of "
                         "taking the mode")
     parser.add_argument("--episodes", type=int, default=31, help="trace files to write (default 31, as the paper)")
@@ -35,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    policy = None if args.model is None else load_run_policy(args.model, deterministic=not args.stochastic)
+    policy = None if args.model is None else load_run_policy(args.model, deterministic=not args.stochastic,
+                                                                    trust_pickle=args.trust_pickle)
     files = collect_traces(lambda: envs.make(args.env), policy, episodes=args.episodes, out_dir=args.out,
                            max_steps=args.steps, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote {len(files)} traces to {args.out} ({'random policy' if policy is None else args.model})")

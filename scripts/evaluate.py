@@ -4,12 +4,16 @@
     python scripts/evaluate.py --model RUN_DIR --obs-noise 0 0.1 0.2 --json eval.json     # robustness table
     python scripts/evaluate.py --model RUN_DIR --plot-neurons neurons.png --video cheetah.mp4
     python scripts/evaluate.py --model RUN_DIR/best --env HalfCheetahNoVel-v5             # another task id
+    python scripts/evaluate.py --model RUN_DIR --load-checkpoint 100000                   # or --load-best
+    python scripts/evaluate.py --model RUN_DIR/checkpoints/ckpt_100000_steps.zip          # a checkpoint zip
 
 Actions are the policy's mean (deterministic, as the evaluations during training and LTCAgent.act);
 --stochastic samples them (rl-zoo's flag). The environment is rebuilt with the options the run was trained
-with (config.yaml); --env and --obs-noise replace the task id and the noise level. Video needs MuJoCo's
-offscreen renderer (MUJOCO_GL=egl or osmesa) or, for classic-control tasks, pygame; what is missing is said
-before any episode runs.
+with (config.yaml); --env and --obs-noise replace the task id and the noise level. A run folder without
+model.zip (a run stopped early) loads its newest checkpoint. Nothing is unpickled: run folders of older
+versions (vecnormalize.pkl) need --trust-pickle, which runs any code such a file holds: use it only for files
+from a source you trust. Video needs MuJoCo's offscreen renderer (MUJOCO_GL=egl or osmesa) or, for
+classic-control tasks, pygame; what is missing is said before any episode runs.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ from ltc_rl.errors import LtcRlWarning, cli_main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, metavar="RUN_DIR",
-                        help="run folder of scripts/train.py (or its best/ folder, or a model .zip)")
+                        help="run folder of scripts/train.py (or its best/ folder, a model .zip or a checkpoint .zip)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--load-best", action="store_true", help="load the run's best model (best/model.zip)")
+    which.add_argument("--load-checkpoint", type=int, metavar="STEPS",
+                       help="load the run's checkpoint at STEPS timesteps (checkpoints/ckpt_STEPS_steps.zip)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="also load pickled files of older versions (this runs any code they hold: only for "
+                             "files from a source you trust)")
     parser.add_argument("--episodes", type=int, default=10, help="episodes per setting (default 10)")
     parser.add_argument("--env", help="task id to evaluate on (default: the run's)")
     add_obs_noise(parser, levels=True,
@@ -51,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         warnings.warn("--deterministic is the default now; drop it (--stochastic samples actions).", LtcRlWarning,
                       stacklevel=1)
     deterministic = not args.stochastic
-    agent = LTCAgent.load(args.model, device=args.device)
+    agent = LTCAgent.load(args.model, device=args.device, trust_pickle=args.trust_pickle, best=args.load_best,
+                          checkpoint=args.load_checkpoint)
     if args.video:  # what a video needs is checked before the episodes run
         check_video(args.video, resolve_env_id(agent, args.env))
     levels = args.obs_noise or [None]

@@ -41,7 +41,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", help="run folder to create (default runs/<env>_<policy>_seed<seed>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest checkpoint")
     parser.add_argument("--trained-agent", metavar="MODEL_ZIP",
-                        help="start a new run from a trained model's parameters (and its vecnormalize.pkl)")
+                        help="start a new run from a trained model's parameters (and the normalisation statistics "
+                             "beside it)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="with --resume: also load the pickled checkpoints of older versions (this runs any code "
+                             "they hold: only for run folders from a source you trust)")
     parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                         help="hyperparameter override, e.g. --hp n_steps=256 --hp policy_kwargs.units=32")
     parser.add_argument("--eval-freq", type=int, help="evaluate every N environment steps (0: never)")
@@ -77,8 +81,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
                               f"{', '.join('--' + n.replace('_', '-') for n in fixed) or '--hp'} "
                               "(only --total-timesteps and --device may change).")
         result = resume(args.resume, args.total_timesteps, args.device, not args.no_progress, argv,
-                        make_env=envs.make_vec, options=options)
+                        make_env=envs.make_vec, trust_pickle=args.trust_pickle, options=options)
     else:
+        if args.trust_pickle:
+            raise ConfigError("--trust-pickle applies to --resume only (--trained-agent loads current model files).")
         if not args.env:
             raise ConfigError("pass --env ENV_ID (e.g. --env HalfCheetah-v5) or --resume RUN_DIR.")
         envs.import_gym_packages(args.gym_packages or ())

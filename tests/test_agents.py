@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import pickle
 import shutil
 
 import numpy as np
@@ -20,6 +19,8 @@ from agents.evaluation import (EnvMismatchError, VideoUnavailableError, evaluate
 from ltc_rl import wirings
 from ltc_rl.kernels import compile_mode
 from ltc_rl.rl import RecurrentPPO
+from ltc_rl.rl.callbacks import save_model
+from ltc_rl.rl.safe_files import NormalizationStats
 from ltc_rl.training import ConfigError, sb3_make_vec
 
 from conftest import REPO_ROOT, requires_cuda
@@ -69,8 +70,9 @@ def cartpole_run(tmp_path_factory):
 
 
 def _normalizer(run):
-    with (run / "vecnormalize.pkl").open("rb") as handle:
-        return pickle.load(handle)
+    """stable-baselines3's own VecNormalize holding the run's statistics (an independent normalize_obs)."""
+    venv = envs.make_vec("Pendulum-v1", n_envs=1, dt_in_obs=True)
+    return NormalizationStats.read(run / "vecnormalize.npz").to_vecnormalize(venv, training=False)
 
 
 # ---------------------------------------------------------------------------------------------- train.py
@@ -202,7 +204,7 @@ def test_other_policies_load_as_agents(kind, tmp_path):
     else:
         model = RecurrentPPO(f"Mlp{kind.capitalize()}Policy", venv, n_steps=32, batch_size=32, sequence_length=8,
                              seed=0, policy_kwargs=dict(units=6))
-    model.save(tmp_path / "model.zip")
+    save_model(model, tmp_path / "model.zip")  # stable-baselines3's own PPO.save writes pickles only
     agent = LTCAgent.load(tmp_path / "model.zip")
     assert agent.config == {} and (agent.cell is None) == (kind == "mlp")
     obs = np.random.default_rng(1).normal(size=(2, 3)).astype(np.float32)
@@ -331,10 +333,10 @@ def test_evaluating_on_another_observation_space_says_so(pendulum_run, capsys):
 
 @pytest.mark.parametrize("damage, match", [
     (lambda run: shutil.rmtree(run), "does not exist"),
-    (lambda run: (run / "model.zip").unlink(), "has no model.zip"),
+    (lambda run: [(run / "model.zip").unlink(), shutil.rmtree(run / "checkpoints")], "has no model.zip and no checkpoint"),
     (lambda run: (run / "model.zip").write_bytes(b"not a zip"), "is corrupt or not a stable-baselines3 model zip"),
-    (lambda run: (run / "vecnormalize.pkl").unlink(), "lacks vecnormalize.pkl"),
-    (lambda run: (run / "vecnormalize.pkl").write_bytes(b"\x80\x04junk"), "vecnormalize.pkl is corrupt"),
+    (lambda run: (run / "vecnormalize.npz").unlink(), "lacks vecnormalize.npz"),
+    (lambda run: (run / "vecnormalize.npz").write_bytes(b"\x80\x04junk"), "vecnormalize.npz are unreadable"),
     (lambda run: (run / "config.yaml").write_text("env_id: [unclosed"), "config.yaml is corrupt"),
 ], ids=["missing-folder", "missing-model", "corrupt-model", "missing-stats", "corrupt-stats", "corrupt-config"])
 def test_missing_or_corrupt_run_files_are_named(damage, match, pendulum_run, tmp_path, capsys):

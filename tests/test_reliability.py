@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import pickle
 import random
 import signal
 import subprocess
@@ -29,7 +28,7 @@ from ltc_rl.errors import (DivergenceError, ModelFileError, NonFiniteObservation
                            TrainingInterrupted, cli_main)
 from ltc_rl.rl import RecurrentPPO
 from ltc_rl.rl.callbacks import (CheckpointCallback, CheckpointWarning, atomic_write, checkpoint_files,
-                                 latest_checkpoint, read_training_state, save_model)
+                                 latest_checkpoint, read_training_state, save_model, save_vecnormalize)
 from ltc_rl.rl.guards import VecCheckFinite
 from ltc_rl.rl.run_state import capture_random_state, restore_random_state
 from ltc_rl.rl.serialization import inspect_model_file, load_model, load_vecnormalize
@@ -117,7 +116,7 @@ def saved(tmp_path_factory):
     model = _tiny_model()
     save_model(model, folder / "model.zip")
     venv = VecNormalize(make_vec_env("CartPole-v1", n_envs=1))
-    atomic_write(folder / "vecnormalize.pkl", lambda handle: pickle.dump(venv, handle))
+    save_vecnormalize(venv, folder / "vecnormalize.npz")
     return folder
 
 
@@ -161,13 +160,13 @@ def test_model_and_environment_with_different_spaces(saved):
     with pytest.raises(SpaceMismatchError, match="observation space .* but the environment has"):
         load_model(saved / "model.zip", env=pendulum)
     with pytest.raises(SpaceMismatchError, match=r"shape \(4,\) but the environment gives \(3,\)"):
-        load_vecnormalize(saved / "vecnormalize.pkl", pendulum)
+        load_vecnormalize(saved / "vecnormalize.npz", pendulum)
     assert load_model(saved / "model.zip", env=make_vec_env("CartPole-v1", n_envs=2)).n_envs == 2
 
 
 def test_unreadable_vecnormalize_statistics(saved, tmp_path):
-    broken = tmp_path / "vecnormalize.pkl"
-    broken.write_bytes((saved / "vecnormalize.pkl").read_bytes()[:50])
+    broken = tmp_path / "vecnormalize.npz"
+    broken.write_bytes((saved / "vecnormalize.npz").read_bytes()[:50])
     with pytest.raises(ModelFileError, match="VecNormalize statistics .* unreadable"):
         load_vecnormalize(broken, make_vec_env("CartPole-v1", n_envs=1))
 
@@ -185,9 +184,9 @@ def _checkpointed(folder: Path, steps: list[int]) -> RecurrentPPO:
 
 def test_corrupt_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
     _checkpointed(tmp_path, [100, 200, 300])
-    assert read_training_state(checkpoint_files(tmp_path, 300)[2])["timesteps"] == 300
+    assert read_training_state(checkpoint_files(tmp_path, 300)[0])["timesteps"] == 300
     _corrupt(tmp_path / "ckpt_300_steps.zip", tmp_path / "ckpt_300_steps.zip", "truncated")
-    (tmp_path / "ckpt_200_steps_state.pkl").write_bytes(b"\x80\x04garbage")
+    checkpoint_files(tmp_path, 200)[2].write_bytes(b"{garbage")
     with pytest.warns(CheckpointWarning) as warned:
         steps, model_path, _ = latest_checkpoint(tmp_path)
     assert steps == 100 and model_path.name == "ckpt_100_steps.zip"
@@ -358,7 +357,7 @@ def test_interrupt_exit_codes():
 def _logged_past_checkpoint(run: Path) -> bool:
     """Whether a Monitor CSV grew after the newest checkpoint was written."""
     steps, _, _ = latest_checkpoint(run / "checkpoints", validate=False)
-    sizes = read_training_state(checkpoint_files(run / "checkpoints", steps)[2])["monitor_sizes"]
+    sizes = read_training_state(checkpoint_files(run / "checkpoints", steps)[0])["monitor_sizes"]
     return any((run / "monitor" / name).stat().st_size > size for name, size in sizes.items())
 
 
@@ -386,7 +385,7 @@ def test_sigkill_then_resume_reaches_the_target_with_consistent_logs(tmp_path, c
     _run_until_killed(run, tmp_path, argv, run / "checkpoints" / "ckpt_512_steps.zip")
     killed_at, _, _ = latest_checkpoint(run / "checkpoints")
     logged = {path.name: path.read_bytes() for path in (run / "monitor").glob("*.monitor.csv")}
-    at_checkpoint = read_training_state(checkpoint_files(run / "checkpoints", killed_at)[2])["monitor_sizes"]
+    at_checkpoint = read_training_state(checkpoint_files(run / "checkpoints", killed_at)[0])["monitor_sizes"]
     assert set(at_checkpoint) == set(logged) and all(len(logged[n]) >= at_checkpoint[n] for n in logged)
     (run / "checkpoints" / ".ckpt_768_steps.zip.123-deadbeef.tmp").write_bytes(b"half a checkpoint")
 

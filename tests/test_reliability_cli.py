@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import importlib.util
 import io
+import pickle
 import shutil
 import zipfile
 from pathlib import Path
@@ -104,8 +105,10 @@ def _break(run: Path, how: str) -> None:
         for path in (run / "checkpoints").glob("ckpt_*_steps.zip"):
             with zipfile.ZipFile(path, "w") as archive:
                 archive.writestr("weights.bin", b"\x00" * 10)
-    elif how == "no checkpoints":
-        shutil.rmtree(run / "checkpoints")
+    elif how == "pickled checkpoint state":  # an older version's state file: not unpickled unless trusted
+        for path in (run / "checkpoints").glob("ckpt_*_steps_state.json"):
+            path.with_name(path.name.replace(".json", ".pkl")).write_bytes(pickle.dumps({"random": {}}))
+            path.unlink()
 
 
 @pytest.mark.parametrize("how, extra, match", [
@@ -114,7 +117,7 @@ def _break(run: Path, how: str) -> None:
     ("config of another task", ["--total-timesteps", "512"], "was trained with observation space"),
     ("every checkpoint corrupt", ["--total-timesteps", "512"], "no readable checkpoint in"),
     ("foreign checkpoints", ["--total-timesteps", "512"], "no readable checkpoint in"),
-    ("no checkpoints", ["--total-timesteps", "512"], "nothing to resume"),
+    ("pickled checkpoint state", ["--total-timesteps", "512"], "pass --trust-pickle"),
     ("finished", [], "already reached 256 of 256 steps; pass a larger --total-timesteps"),
     ("finished", ["--total-timesteps", "0"], "total_timesteps must be an integer >= 1"),
     ("finished", ["--total-timesteps", "512", "--device", "tpu"], "unknown device 'tpu'"),

@@ -219,7 +219,9 @@ def test_trained_run_folder_drives_the_collection(tmp_path):
     import gymnasium as gym
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+    from ltc_rl.errors import ModelFileError
     from ltc_rl.rl import RecurrentPPO
+    from ltc_rl.rl.callbacks import save_vecnormalize
     from ltc_rl.seqpred.traces import load_run_policy
 
     run = tmp_path / "run"
@@ -228,7 +230,7 @@ def test_trained_run_folder_drives_the_collection(tmp_path):
     model.save(run / "model.zip")
     normalizer = VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")]))
     normalizer.obs_rms.mean[:] = 5.0  # visible shift: the policy must see normalised observations
-    normalizer.save(run / "vecnormalize.pkl")
+    save_vecnormalize(normalizer, run / "vecnormalize.npz")
     policy = load_run_policy(run)
     assert isinstance(policy.model, RecurrentPPO) and policy.normalizer is not None
     files = collect_traces(lambda: gym.make("Pendulum-v1"), policy, episodes=2, out_dir=tmp_path / "traces",
@@ -236,12 +238,13 @@ def test_trained_run_folder_drives_the_collection(tmp_path):
     trace = np.load(files[0])
     assert trace.shape == (20, 3) and np.all(np.abs(trace[:, :2]) <= 1.0)  # raw cos / sin, not normalised
     assert policy.state is not None and policy.state.shape[0] == 1
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    np.testing.assert_allclose(policy.normalizer.obs_rms[""].mean, 5.0)
+    with pytest.raises(ModelFileError, match="does not exist"):
         load_run_policy(tmp_path / "missing")
     (tmp_path / "two").mkdir()
     for name in ("a.zip", "b.zip"):
         (tmp_path / "two" / name).write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match="holds 2 .zip models"):
+    with pytest.raises(ModelFileError, match="has no model.zip and no checkpoint"):
         load_run_policy(tmp_path / "two")
 
 

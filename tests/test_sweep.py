@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from ltc_rl.errors import TrainingInterrupted
-from ltc_rl.kernels import compile_mode
+from ltc_rl.kernels import compile_mode, native
 from ltc_rl.rl.summary import confidence_interval, find_runs, is_finished, load_run, summarize, write_summary
 from ltc_rl.sweep import SweepSettings, check_sweep, load_search_space, run_sweep, run_trial, trial_name
 from ltc_rl.training import ConfigError
@@ -191,6 +191,15 @@ def test_search_space_is_checked_for_every_policy_before_the_sweep(space, match)
                              search_space=space)
     with pytest.raises(ConfigError, match=match):
         check_sweep(settings)
+
+
+@pytest.mark.parametrize("policies, builds", [(("ltc", "lstm"), 1), (("lstm", "gru"), 0)])
+def test_the_driver_builds_the_native_kernel_once_before_trials_when_a_policy_uses_it(policies, builds, monkeypatch):
+    calls = []
+    monkeypatch.setattr(native, "_enabled", True)
+    monkeypatch.setattr(native, "native_kernel", lambda: calls.append(1) or object())
+    check_sweep(SweepSettings("CartPole-v1", policies=policies, overrides=TINY_HP))
+    assert len(calls) == builds
 
 
 def test_search_space_file_flattens_nested_names(tmp_path):

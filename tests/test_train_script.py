@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from ltc_rl.kernels import compile_mode
+from ltc_rl.kernels import compile_mode, native
 from ltc_rl.rl import RecurrentPPO
 from ltc_rl.rl.callbacks import atomic_write, latest_checkpoint
 from ltc_rl.training import ConfigError, parse_overrides, resolve_config
@@ -102,13 +102,18 @@ def test_overrides_and_shipped_defaults_resolve_in_order():
         resolve_config("HalfCheetah-v4", "ltc", overrides={"clip_range": -1})
 
 
-def test_train_writes_a_complete_run_folder_and_resume_continues_it(tmp_path, capsys):
+def test_train_writes_a_complete_run_folder_and_resume_continues_it(tmp_path, capsys, monkeypatch):
+    order = []  # the native kernel is ready before training starts (a first build announced before the bar)
+    ensure_for, learn = native.ensure_for, RecurrentPPO.learn
+    monkeypatch.setattr(native, "ensure_for", lambda module: order.append("kernel") or ensure_for(module))
+    monkeypatch.setattr(RecurrentPPO, "learn", lambda self, *a, **k: order.append("learn") or learn(self, *a, **k))
     run = tmp_path / "run"
     argv = ["--env", "Pendulum-v1", "--policy", "ltc", "--total-timesteps", "256", "--n-envs", "2", "--seed", "7",
             "--output", str(run), *TINY]
     assert train_script.main(argv) == 0
-    for name in ("model.zip", "vecnormalize.pkl", "config.yaml", "evaluations.npz", "learning_curve.png",
-                 "best/model.zip", "best/vecnormalize.pkl", "monitor/0.monitor.csv", "monitor/1.monitor.csv"):
+    for name in ("model.zip", "vecnormalize.npz", "config.yaml", "evaluations.npz", "learning_curve.png",
+                 "best/model.zip", "best/vecnormalize.npz", "monitor/0.monitor.csv", "monitor/1.monitor.csv",
+                 "checkpoints/ckpt_0_steps.zip"):
         assert (run / name).is_file(), name
     assert list((run / "logs" / "session_1").glob("events.out.tfevents.*"))
     assert (run / "logs" / "session_1" / "progress.csv").is_file()
@@ -120,8 +125,11 @@ def test_train_writes_a_complete_run_folder_and_resume_continues_it(tmp_path, ca
     checkpoint = RecurrentPPO.load(model_path, device="cpu")
     assert checkpoint.num_timesteps == 256 and checkpoint.policy.optimizer.state_dict()["state"]
     assert not list(run.rglob(".*.tmp"))
+    assert order[-1] == "learn" and order[:-1] and set(order[:-1]) == {"kernel"}
 
+    order.clear()
     assert train_script.main(["--resume", str(run), "--total-timesteps", "384", "--no-progress"]) == 0
+    assert order == ["kernel", "learn"]
     assert "done: 384 steps" in capsys.readouterr().out
     resumed = RecurrentPPO.load(run / "model.zip", device="cpu")
     assert resumed.num_timesteps == 384

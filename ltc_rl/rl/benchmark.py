@@ -20,6 +20,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from ltc_rl.cells import LTCCell, RecurrentCell
 from ltc_rl.errors import ConfigError
+from ltc_rl.kernels import native
 
 __all__ = ["BenchSettings", "BenchResult", "CANDIDATES", "run_benchmark", "format_results", "ltc_implementation"]
 
@@ -117,6 +118,7 @@ def _time_one(build: Callable[[Any], Any], settings: BenchSettings) -> tuple[flo
     """``(steps per wall second, steps per CPU second, rollout share)`` of one training run."""
     env = make_vec_env(settings.env_id, n_envs=settings.n_envs, seed=settings.seed)
     model = build(env)
+    native.ensure_for(model.policy)  # a first native-kernel build is not timed
     timer = _RolloutTimer()
     steps = settings.iterations * settings.n_steps * settings.n_envs
     start, cpu_start = time.perf_counter(), time.process_time()

@@ -3,22 +3,21 @@
 Every file is written atomically (a temporary file in the same folder, flushed and fsynced, then renamed
 over the target, and the folder fsynced), so a run killed at any moment leaves either the previous or the
 new version, never a torn one. A checkpoint is ``ckpt_<steps>_steps.zip`` (written last: its presence marks
-a complete checkpoint) plus its VecNormalize statistics and its training state (random generators, log
-sizes: :mod:`ltc_rl.rl.run_state`); :func:`latest_checkpoint` skips unreadable ones with a warning. No
-model holding NaN or infinity is ever written (:class:`~ltc_rl.errors.DivergenceError` instead).
+a complete checkpoint) plus its VecNormalize statistics (``.npz``) and its training state (random generators,
+log sizes: :mod:`ltc_rl.rl.run_state`, as JSON), all in forms that load without unpickling
+(:mod:`ltc_rl.rl.safe_files`); :func:`~ltc_rl.rl.run_files.latest_checkpoint` skips unreadable ones with a
+warning. No model or statistics holding NaN or infinity is ever written
+(:class:`~ltc_rl.errors.DivergenceError` instead).
 """
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
-import re
 import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -29,23 +28,20 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_nor
 from ltc_rl.errors import DivergenceError, LtcRlWarning, ModelFileError
 from ltc_rl.rl.evaluation import evaluate
 from ltc_rl.rl.guards import non_finite_state
+# The file names and checkpoint readers live in run_files; they are re-exported here, where callers import them.
+from ltc_rl.rl.run_files import (LEGACY_VECNORMALIZE_FILE, MODEL_FILE, VECNORMALIZE_FILE, CheckpointWarning,
+                                 checkpoint_files, checkpoint_members, checkpoints, latest_checkpoint,
+                                 read_training_state)
 from ltc_rl.rl.run_state import capture_training_state
-from ltc_rl.rl.serialization import inspect_model_file, read_pickle
+from ltc_rl.rl.safe_files import NormalizationStats, save_algorithm, write_state
+from ltc_rl.rl.serialization import inspect_model_file
 
 __all__ = ["atomic_write", "remove_stale_temporaries", "save_model", "save_vecnormalize", "latest_checkpoint",
            "checkpoint_files", "read_training_state", "CheckpointCallback", "CheckpointWarning", "EvalCallback",
            "ProgressBar", "MODEL_FILE", "VECNORMALIZE_FILE", "EVALUATIONS_FILE"]
 
-MODEL_FILE = "model.zip"
-VECNORMALIZE_FILE = "vecnormalize.pkl"
 EVALUATIONS_FILE = "evaluations.npz"
-TRAINING_STATE_SUFFIX = "_state.pkl"
-_CHECKPOINT = re.compile(r"^ckpt_(\d+)_steps\.zip$")
 _TEMPORARY = ".*.tmp"
-
-
-class CheckpointWarning(LtcRlWarning):
-    """An unreadable checkpoint was passed over in favour of an older one."""
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -89,87 +85,29 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 
 
 def save_model(model: BaseAlgorithm, path: str | Path) -> Path:
-    """``model.save`` to ``path`` atomically; :class:`DivergenceError` (and ``path`` untouched) if the model holds
-    NaN or infinity."""
+    """The model (as ``model.save`` writes it, every field also in its safe form) to ``path`` atomically;
+    :class:`DivergenceError` (and ``path`` untouched) if the model holds NaN or infinity."""
     problem = non_finite_state(model)
     if problem is not None:
         raise DivergenceError(f"refusing to write {path}: {problem} (training diverged); the previous file is kept.")
-
-    def write(handle: BinaryIO) -> None:
-        buffer = io.BytesIO()
-        model.save(buffer)
-        handle.write(buffer.getvalue())
-    return atomic_write(path, write)
+    return atomic_write(path, lambda handle: save_algorithm(model, handle))
 
 
 def save_vecnormalize(venv: VecNormalize, path: str | Path) -> Path:
-    """The normalisation statistics of ``venv`` (what ``VecNormalize.load`` reads), atomically."""
-    return atomic_write(path, lambda handle: pickle.dump(venv, handle))
-
-
-def checkpoint_files(folder: str | Path, steps: int) -> tuple[Path, Path, Path]:
-    """The model zip, VecNormalize statistics and training state of the checkpoint at ``steps`` in ``folder``."""
-    folder = Path(folder)
-    return (folder / f"ckpt_{steps}_steps.zip", folder / f"ckpt_{steps}_steps_{VECNORMALIZE_FILE}",
-            folder / f"ckpt_{steps}_steps{TRAINING_STATE_SUFFIX}")
-
-
-def read_training_state(path: str | Path) -> dict[str, Any] | None:
-    """The training state saved with a checkpoint (see :mod:`ltc_rl.rl.run_state`), or None for older checkpoints
-    without one; :class:`ModelFileError` if it exists but is unreadable."""
-    if not Path(path).exists():
-        return None
-    state = read_pickle(path, "checkpoint state")
-    if not isinstance(state, dict) or "random" not in state:
-        raise ModelFileError(f"checkpoint state {path} is not a training state written by this project.")
-    return state
-
-
-def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
-    """``(timesteps, model zip)`` of every checkpoint in ``folder``, oldest first."""
-    return sorted((int(m.group(1)), p) for p in folder.glob("ckpt_*_steps.zip") if (m := _CHECKPOINT.match(p.name)))
-
-
-def _check_checkpoint(folder: Path, steps: int) -> None:
-    model_path, stats_path, state_path = checkpoint_files(folder, steps)
-    data = inspect_model_file(model_path)
-    if data.get("num_timesteps") != steps:
-        raise ModelFileError(f"{model_path} holds {data.get('num_timesteps')} timesteps, not {steps}.")
-    if stats_path.exists():
-        read_pickle(stats_path, "VecNormalize statistics")
-    read_training_state(state_path)
-
-
-def latest_checkpoint(folder: str | Path, validate: bool = True) -> tuple[int, Path, Path | None] | None:
-    """``(timesteps, model zip, VecNormalize file or None)`` of the newest checkpoint in ``folder``, or None.
-
-    With ``validate``, an unreadable checkpoint (truncated or corrupt zip, unreadable statistics or state) is
-    skipped with a :class:`CheckpointWarning` in favour of the next older one; if none is readable,
-    :class:`ModelFileError` names them.
-    """
-    folder = Path(folder)
-    skipped = []
-    for steps, model_path in reversed(_checkpoints(folder)):
-        if validate:
-            try:
-                _check_checkpoint(folder, steps)
-            except ModelFileError as error:
-                skipped.append(model_path.name)
-                warnings.warn(f"skipping unreadable checkpoint {model_path.name}: {error}", CheckpointWarning,
-                              stacklevel=2)
-                continue
-        stats = checkpoint_files(folder, steps)[1]
-        return steps, model_path, stats if stats.exists() else None
-    if skipped:
-        raise ModelFileError(f"no readable checkpoint in {folder} ({', '.join(skipped)}: see the warnings); the run "
-                             "cannot be resumed, start it again with a new --output.")
-    return None
+    """The normalisation statistics of ``venv`` as an ``.npz`` of plain arrays, atomically; :class:`DivergenceError`
+    (and ``path`` untouched) if they hold NaN or infinity."""
+    stats = NormalizationStats.from_vecnormalize(venv)
+    problem = stats.non_finite()
+    if problem is not None:
+        raise DivergenceError(f"refusing to write {path}: the VecNormalize {problem}; the previous file is kept.")
+    return atomic_write(path, stats.write)
 
 
 class CheckpointCallback(BaseCallback):
     """Saves the model (policy, optimiser, timestep counter) and VecNormalize statistics every ``save_freq`` steps.
 
-    ``save_freq`` counts environment steps over all copies; only the ``keep`` newest checkpoints stay.
+    ``save_freq`` counts environment steps over all copies (a fresh run also saves step 0); only the ``keep``
+    newest checkpoints stay.
     The statistics and the training state (random generators; sizes of the Monitor CSVs in ``monitor_dir``)
     are written before the model zip, whose presence marks a complete checkpoint. A model holding NaN or
     infinity raises :class:`DivergenceError` before anything is written.
@@ -185,6 +123,11 @@ class CheckpointCallback(BaseCallback):
     def _init_callback(self) -> None:
         self._last_saved = self.model.num_timesteps
 
+    def _on_training_start(self) -> None:
+        """A fresh run checkpoints step 0 at once, so that it can be resumed however early it is stopped."""
+        if self.save_freq > 0 and self.model.num_timesteps == 0:
+            self.save()
+
     def save(self) -> Path:
         """Write a checkpoint of the model now (named by its current ``num_timesteps``); returns the zip's path."""
         steps = self.model.num_timesteps
@@ -197,16 +140,16 @@ class CheckpointCallback(BaseCallback):
         if venv is not None:
             save_vecnormalize(venv, stats_path)
         state = capture_training_state(self.model, self.monitor_dir)
-        atomic_write(state_path, lambda handle: pickle.dump(state, handle))
+        atomic_write(state_path, lambda handle: write_state(state, handle))
         save_model(self.model, model_path)
         self._last_saved = steps
         self._prune()
         return model_path
 
     def _prune(self) -> None:
-        found = [steps for steps, _ in _checkpoints(self.folder)]
-        for steps in found[:-self.keep] if self.keep > 0 else []:
-            for path in checkpoint_files(self.folder, steps):
+        found = [model for _, model in checkpoints(self.folder)]
+        for model in found[:-self.keep] if self.keep > 0 else []:
+            for path in checkpoint_members(model):
                 path.unlink(missing_ok=True)
 
     def _on_step(self) -> bool:
@@ -251,14 +194,32 @@ class EvalCallback(BaseCallback):
                               LtcRlWarning, stacklevel=2)
 
     def _init_callback(self) -> None:
-        """Drop evaluations later than the model (a killed run evaluated after its last checkpoint)."""
-        self._last_eval = self.model.num_timesteps
-        keep = [i for i, steps in enumerate(self.timesteps) if steps <= self.model.num_timesteps]
+        """Drop evaluations later than the model (a killed run evaluated after its last checkpoint), and a best
+        model whose evaluation was dropped with them."""
+        steps = self.model.num_timesteps
+        keep = [i for i, at in enumerate(self.timesteps) if at <= steps]
         self.timesteps = [self.timesteps[i] for i in keep]
         self.returns = [self.returns[i] for i in keep]
         self.lengths = [self.lengths[i] for i in keep]
+        self._last_eval = self.timesteps[-1] if self.timesteps else 0
         if self.returns:
             self.best_mean_reward = float(np.max(np.mean(self.returns, axis=1)))
+        best = self.best_folder / MODEL_FILE
+        try:
+            best_steps = inspect_model_file(best).get("num_timesteps", 0) if best.is_file() else 0
+        except ModelFileError:  # unreadable or an older version's: left as it is, replaced by the next new best
+            best_steps = 0
+        if best_steps > steps:
+            for path in (best, self.best_folder / VECNORMALIZE_FILE, self.best_folder / LEGACY_VECNORMALIZE_FILE):
+                path.unlink(missing_ok=True)
+            self.best_mean_reward = -np.inf
+            warnings.warn(f"removed {best}: it is the model of an evaluation after timestep {steps}, where training "
+                          "continues; the next evaluation writes a new best model", LtcRlWarning, stacklevel=2)
+
+    def _on_training_start(self) -> None:
+        """Run the evaluation that was due at this timestep when the previous session stopped before it."""
+        if self.eval_freq > 0 and self.num_timesteps > 0 and self.num_timesteps - self._last_eval >= self.eval_freq:
+            self.evaluate()
 
     @property
     def history(self) -> dict[str, np.ndarray]:

@@ -3,8 +3,10 @@
 * :class:`VecCheckFinite` wraps a VecEnv and raises :class:`~ltc_rl.errors.NonFiniteObservationError`
   at the step where an observation or reward is NaN or infinite, naming the environment index.
 * :func:`non_finite_state` finds NaN / infinity in a model's parameters or optimiser state;
-  :class:`DivergenceCallback` stops training with :class:`~ltc_rl.errors.DivergenceError` after the first
-  update that produced one (or a non-finite logged loss), before any checkpoint can save it.
+  :func:`guard_updates` checks every minibatch step of the optimiser (gradients before it, parameters after
+  it) and stops training with :class:`~ltc_rl.errors.DivergenceError` at the first NaN / infinity, so a bad
+  minibatch never reaches the next one; :class:`DivergenceCallback` installs it (for any algorithm) and also
+  checks after each update (parameters, optimiser state, logged losses), before any checkpoint can save it.
 * :class:`StopRequest` turns the first SIGINT / SIGTERM into a request that training stops after the
   current environment step (so the checkpoint written then is consistent); a second signal interrupts
   at once.
@@ -17,12 +19,12 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
@@ -30,7 +32,8 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepR
 
 from ltc_rl.errors import DivergenceError, NonFiniteObservationError
 
-__all__ = ["VecCheckFinite", "non_finite_state", "DivergenceCallback", "StopRequest"]
+__all__ = ["VecCheckFinite", "non_finite_state", "divergence_error", "guard_updates", "DivergenceCallback",
+           "StopRequest"]
 
 
 def _entries(values: np.ndarray) -> str:
@@ -111,20 +114,61 @@ def non_finite_state(model: BaseAlgorithm) -> str | None:
     return None
 
 
-class DivergenceCallback(BaseCallback):
-    """Raises :class:`DivergenceError` after the first update that left NaN / infinity in the model or its loss.
+def divergence_error(model: BaseAlgorithm, problem: str) -> DivergenceError:
+    """The error that stops a run whose update at the current timestep produced ``problem``."""
+    return DivergenceError(f"training diverged in the update at timestep {model.num_timesteps}: {problem}; stopped "
+                           "without saving it. Retrain with a lower learning_rate or max_grad_norm (or check the "
+                           "scale of the rewards and observations).")
 
-    It checks at the start of each rollout and at the end of training, i.e. after every update and before
-    the callbacks of the next steps can save anything; put it first in the callback list. ``checkpoint_folder``
-    lets the message point to the newest checkpoint, which stays as it was.
+
+def _first_non_finite(named: list[tuple[str, Tensor | None]]) -> str | None:
+    tensors = [t for _, t in named if t is not None]
+    if not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+        return None
+    return next(name for name, t in named if t is not None and not torch.isfinite(t).all())
+
+
+def guard_updates(model: BaseAlgorithm) -> None:
+    """Check every step of ``model.policy.optimizer``: non-finite gradients raise :func:`divergence_error`
+    before the step changes anything, non-finite parameters right after it (idempotent)."""
+    optimizer = model.policy.optimizer
+    if getattr(optimizer, "_ltc_rl_guarded", False):
+        return
+    names = {id(p): name for name, p in model.policy.named_parameters()}
+
+    def parameters() -> list[Any]:
+        return [p for group in optimizer.param_groups for p in group["params"]]
+
+    def before(*_: Any) -> None:
+        bad = _first_non_finite([(names.get(id(p), "?"), p.grad) for p in parameters()])
+        if bad is not None:
+            raise divergence_error(model, f"a minibatch gave parameter {bad!r} a NaN/inf gradient (the loss or "
+                                          "the gradients overflowed), and was not applied")
+
+    def after(*_: Any) -> None:
+        bad = _first_non_finite([(names.get(id(p), "?"), p.detach()) for p in parameters()])
+        if bad is not None:
+            raise divergence_error(model, f"parameter {bad!r} holds NaN/inf after a minibatch step")
+
+    optimizer.register_step_pre_hook(before)
+    optimizer.register_step_post_hook(after)
+    optimizer._ltc_rl_guarded = True  # type: ignore[attr-defined]
+
+
+class DivergenceCallback(BaseCallback):
+    """Raises :class:`DivergenceError` at the first minibatch (:func:`guard_updates`) or update that left NaN /
+    infinity in the model, its gradients or its logged loss.
+
+    Besides the minibatch guard it checks at the start of each rollout and at the end of training, i.e. after
+    every update and before the callbacks of the next steps can save anything; put it first in the callback
+    list.
     """
 
     #: Logged values checked: the losses (``train/explained_variance`` is legitimately NaN for constant returns).
     LOSS_PREFIX, LOSS_MARK = "train/", "loss"
 
-    def __init__(self, checkpoint_folder: str | Path | None = None) -> None:
-        super().__init__()
-        self.checkpoint_folder = None if checkpoint_folder is None else Path(checkpoint_folder)
+    def _init_callback(self) -> None:
+        guard_updates(self.model)
 
     def _problem(self) -> str | None:
         for key, value in self.logger.name_to_value.items():
@@ -135,21 +179,8 @@ class DivergenceCallback(BaseCallback):
 
     def _check(self) -> None:
         problem = self._problem()
-        if problem is None:
-            return
-        kept = "no checkpoint was written yet"
-        if self.checkpoint_folder is not None:
-            from ltc_rl.rl.callbacks import latest_checkpoint  # callbacks imports this module
-
-            try:
-                newest = latest_checkpoint(self.checkpoint_folder, validate=False)
-            except OSError:
-                newest = None
-            if newest is not None:
-                kept = f"the last good checkpoint {newest[1]} ({newest[0]} steps) is kept"
-        raise DivergenceError(f"training diverged in the update at timestep {self.model.num_timesteps}: {problem}; "
-                              f"stopped without saving it, {kept}. Retrain with a lower learning_rate or max_grad_norm "
-                              "(or check the scale of the rewards and observations).")
+        if problem is not None:
+            raise divergence_error(self.model, problem)
 
     def _on_rollout_start(self) -> None:
         self._check()

@@ -12,12 +12,19 @@ written for one runs with the other; what differs:
   reaches the cells as ``dt``, in units of the environment's nominal control period (the policy's
   ``time_unit``, taken from the first reset's report, else from the env's ``dt`` / ``tau`` attribute, unless
   ``policy_kwargs`` fixes it); environments that report no elapsed time step one nominal period each;
-* ``env`` may be an id string with ``n_envs`` copies.
+* ``env`` may be an id string with ``n_envs`` copies;
+* ``save`` writes every field in a form that ``load`` reads without unpickling (:mod:`ltc_rl.rl.safe_files`);
+  zips that hold pickled fields only (sb3-contrib, older versions) load with ``trust_pickle=True``;
+* every minibatch's gradients and updated parameters are checked (:func:`~ltc_rl.rl.guards.guard_updates`):
+  NaN / infinity stops training with :class:`~ltc_rl.errors.DivergenceError` before it reaches the model.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+import io
+import pathlib
+import pickle
+from typing import Any, ClassVar, Iterable, TypeVar
 
 import numpy as np
 import torch
@@ -32,11 +39,14 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance, ob
 from stable_baselines3.common.vec_env import VecEnv
 
 from ltc_rl.rl.buffers import RecurrentRolloutBuffer
+from ltc_rl.rl.guards import guard_updates
 from ltc_rl.rl.elapsed_time import (DEFAULT_ELAPSED_TIME, check_dt_scale, elapsed_times, nominal_period,
                                     reset_infos)
 from ltc_rl.rl.startup_messages import show_startup_messages_once
 from ltc_rl.rl.policies import (MlpCfcPolicy, MlpGruPolicy, MlpLstmPolicy, MlpLtcPolicy,
                                 RecurrentActorCriticPolicy)
+from ltc_rl.errors import ModelFileError
+from ltc_rl.rl.safe_files import read_model_data, reason, save_algorithm
 
 __all__ = ["RecurrentPPO"]
 
@@ -132,6 +142,7 @@ class RecurrentPPO(OnPolicyAlgorithm):
         if not isinstance(self.policy, RecurrentActorCriticPolicy):
             raise ValueError(f"RecurrentPPO needs a RecurrentActorCriticPolicy, got {type(self.policy).__name__}.")
         self.policy = self.policy.to(self.device)
+        guard_updates(self)
         self.rollout_buffer = RecurrentRolloutBuffer(
             self.n_steps, self.observation_space, self.action_space, state_size=self.policy.state_size,  # type: ignore[arg-type]
             sequence_length=self.sequence_length, device=self.device, gamma=self.gamma, gae_lambda=self.gae_lambda,
@@ -329,3 +340,24 @@ class RecurrentPPO(OnPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_states"]
+
+    def save(self, path: str | pathlib.Path | io.BufferedIOBase, exclude: Iterable[str] | None = None,
+             include: Iterable[str] | None = None) -> None:
+        """Save as stable-baselines3 does, with every field also in a form :meth:`load` reads without unpickling."""
+        if exclude is not None or include is not None:
+            raise ValueError("RecurrentPPO.save writes the fields load needs; exclude/include are not supported.")
+        save_algorithm(self, path)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls: type[SelfRecurrentPPO], path: str | pathlib.Path | io.BufferedIOBase,  # type: ignore[override]
+             env: GymEnv | None = None, device: torch.device | str = "auto",
+             custom_objects: dict[str, Any] | None = None, trust_pickle: bool = False,
+             **kwargs: Any) -> SelfRecurrentPPO:
+        """stable-baselines3's ``load``, with the ``data`` fields read by
+        :func:`~ltc_rl.rl.safe_files.read_model_data`: nothing is unpickled unless ``trust_pickle``."""
+        custom_objects = dict(custom_objects or {})
+        custom_objects.update(read_model_data(path, trust_pickle, skip=custom_objects))  # type: ignore[arg-type]
+        try:
+            return super().load(path, env=env, device=device, custom_objects=custom_objects, **kwargs)
+        except pickle.UnpicklingError as exc:  # torch's weights_only refusal of a tensor file holding objects
+            raise ModelFileError(f"cannot load {path}: {reason(exc)}.") from exc

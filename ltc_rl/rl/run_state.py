@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -65,21 +66,32 @@ def monitor_sizes(folder: str | Path | None) -> dict[str, int]:
 
 def rewind_monitor_files(folder: str | Path, sizes: dict[str, int]) -> list[Path]:
     """Truncate each Monitor CSV in ``folder`` to its size in ``sizes`` (files it does not list stay as they are);
-    returns the files that were cut."""
+    returns the files that were cut.
+
+    Only regular files directly in ``folder`` whose names match :data:`MONITOR_PATTERN` are touched: a name
+    with a path in it, or a symbolic link (which could lead outside the run folder), is left alone.
+    """
     cut = []
     for name, size in sizes.items():
-        path = Path(folder) / name
-        if path.is_file() and path.stat().st_size > size:
-            with open(path, "r+b") as handle:
+        path = Path(folder) / str(name)
+        if Path(str(name)).name != name or not path.match(MONITOR_PATTERN) or not isinstance(size, int) or size < 0:
+            continue
+        try:
+            descriptor = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:  # missing, or a symbolic link
+            continue
+        with os.fdopen(descriptor, "r+b") as handle:
+            if stat.S_ISREG(os.fstat(descriptor).st_mode) and os.fstat(descriptor).st_size > size:
                 handle.truncate(size)
                 handle.flush()
-                os.fsync(handle.fileno())
-            cut.append(path)
+                os.fsync(descriptor)
+                cut.append(path)
     return cut
 
 
 def capture_training_state(model: BaseAlgorithm, monitor_dir: str | Path | None = None) -> dict[str, Any]:
-    """Everything :func:`restore_training_state` needs, as one picklable dict."""
+    """Everything :func:`restore_training_state` needs, as one dict (saved as JSON by
+    :func:`ltc_rl.rl.safe_files.write_state`)."""
     return {"version": STATE_VERSION, "timesteps": int(model.num_timesteps), "random": capture_random_state(model),
             "monitor_sizes": monitor_sizes(monitor_dir)}
 

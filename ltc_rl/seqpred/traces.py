@@ -16,8 +16,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from ltc_rl.errors import ConfigError, MissingFileError, OutputExistsError, SpaceMismatchError
-from ltc_rl.rl.callbacks import MODEL_FILE, VECNORMALIZE_FILE
+from ltc_rl.errors import ConfigError, OutputExistsError, SpaceMismatchError
 from ltc_rl.seqpred.data import TRACE_PATTERN
 
 __all__ = ["Policy", "random_policy", "collect_traces", "RecurrentModelPolicy", "load_run_policy"]
@@ -27,10 +26,6 @@ __all__ = ["Policy", "random_policy", "collect_traces", "RecurrentModelPolicy", 
 #: one with an ``observe_info(info)`` method receives the ``info`` of every reset and step
 #: (e.g. to read the elapsed time) before it is asked for the next action.
 Policy = Callable[[np.ndarray], Any]
-
-#: Model files looked for in a run folder (the layout of :mod:`ltc_rl.training`), in this order:
-#: the best evaluated model, then the final one (then any single ``*.zip``).
-MODEL_FILES = (f"best/{MODEL_FILE}", MODEL_FILE)
 
 
 def random_policy(action_space: gym.Space, seed: int = 0) -> Policy:
@@ -109,7 +104,8 @@ class RecurrentModelPolicy:
     """A trained SB3-style model (``predict(obs, state, episode_start, deterministic, dt)``) as a trace policy.
 
     Keeps the recurrent state across steps, resets it at episode starts, normalises observations
-    with a ``VecNormalize``'s statistics if given (the trace keeps the raw ones), and passes the
+    with VecNormalize statistics if given (anything with ``normalize_obs``, e.g.
+    :class:`~ltc_rl.rl.safe_files.NormalizationStats`) (the trace keeps the raw ones), and passes the
     elapsed time an environment reports under ``ltc_rl.rl.ELAPSED_TIME_KEY`` as ``dt``.
     """
 
@@ -136,30 +132,22 @@ class RecurrentModelPolicy:
         return action[0]
 
 
-def load_run_policy(run: str | Path, deterministic: bool = True, device: str = "cpu") -> RecurrentModelPolicy:
-    """Load a trained :class:`~ltc_rl.rl.RecurrentPPO` (a ``.zip`` or a run folder) as a trace policy.
+def load_run_policy(run: str | Path, deterministic: bool = True, device: str = "cpu",
+                    trust_pickle: bool = False) -> RecurrentModelPolicy:
+    """Load a trained :class:`~ltc_rl.rl.RecurrentPPO` (a run folder, a model ``.zip`` or a checkpoint zip) as a
+    trace policy.
 
-    In a folder, the model is the first of :data:`MODEL_FILES` present (or the only ``.zip``), and
-    the VecNormalize statistics saved next to it supply observation normalisation.
+    In a run folder the best model (``best/model.zip``) is taken where there is one, else the files
+    :func:`~ltc_rl.rl.run_files.resolve_model_files` names (``model.zip``, or the newest checkpoint); the
+    VecNormalize statistics that belong to the model supply observation normalisation. Nothing is unpickled
+    unless ``trust_pickle`` (files of older versions).
     """
     from ltc_rl.rl import RecurrentPPO
-    from ltc_rl.rl.serialization import load_model, read_pickle
+    from ltc_rl.rl.run_files import BEST_FOLDER, MODEL_FILE, resolve_model_files
+    from ltc_rl.rl.serialization import load_model, read_normalization
 
     run = Path(run)
-    if run.is_file():
-        model_path = run
-    elif run.is_dir():
-        named = [run / name for name in MODEL_FILES if (run / name).is_file()]
-        zips = sorted(run.glob("*.zip"))
-        if not named and len(zips) != 1:
-            raise MissingFileError(f"run folder {str(run)!r} holds {len(zips)} .zip models; expected one of "
-                                   f"{MODEL_FILES} or a single .zip (or pass the .zip file itself).")
-        model_path = named[0] if named else zips[0]
-    else:
-        raise MissingFileError(f"model {str(run)!r} does not exist; pass a trained run folder or its .zip file.")
-    model = load_model(model_path, device=device, algorithm=RecurrentPPO)
-    normalizer = None
-    if (model_path.parent / VECNORMALIZE_FILE).is_file():
-        normalizer = read_pickle(model_path.parent / VECNORMALIZE_FILE, "VecNormalize statistics")
-        normalizer.training = False
+    files = resolve_model_files(run, best=(run / BEST_FOLDER / MODEL_FILE).is_file())
+    model = load_model(files.model, device=device, algorithm=RecurrentPPO, trust_pickle=trust_pickle)
+    normalizer = None if files.normalizer is None else read_normalization(files.normalizer, trust_pickle)
     return RecurrentModelPolicy(model, normalizer, deterministic)
