@@ -28,6 +28,7 @@ from torch import Tensor
 from agents.network import PolicyNetwork, network_from_policy
 from agents.run_folder import RunFiles, load_run
 from ltc_rl.cells import RecurrentCell
+from ltc_rl.rl.elapsed_time import check_dt_scale
 from ltc_rl.wirings import Wiring
 
 __all__ = ["LTCAgent"]
@@ -120,7 +121,9 @@ class LTCAgent:
         """The action for ``obs`` (one observation or a batch), advancing the agent's state.
 
         ``dt``: elapsed time since the previous observation in the environment's unit (its
-        ``info["elapsed_time"]``), a float or one per batch row; None for one nominal step.
+        ``info["elapsed_time"]``), a float or one per batch row; None for one nominal step (so
+        ``dt=info.get("elapsed_time")`` works with ``envs.make`` and plain ``gymnasium.make`` envs alike).
+        A ``dt`` on another scale than :attr:`time_unit` warns once.
         """
         action, self.state = self._step(obs, self.state, None, dt, deterministic)
         return action
@@ -152,6 +155,7 @@ class LTCAgent:
         if episode_start is not None and self.cell is not None:
             state_t = self.cell.reset_state(state_t, torch.as_tensor(np.asarray(episode_start, dtype=bool),
                                                                      device=self.device).reshape(batch))
+        check_dt_scale(dt, self.time_unit)
         nominal = 1.0 if self.time_unit is None else self.time_unit
         dt_t = torch.as_tensor(nominal if dt is None else np.asarray(dt, dtype=np.float32),
                                dtype=torch.float32, device=self.device)

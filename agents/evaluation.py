@@ -8,6 +8,7 @@ trained with (``config.yaml``), optionally on another task id or another observa
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -20,6 +21,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
+from tqdm.auto import tqdm
 
 import envs
 from agents.agent import LTCAgent
@@ -30,7 +32,8 @@ from ltc_rl.rl.evaluation import evaluate
 
 __all__ = ["EnvMismatchError", "VideoUnavailableError", "EvaluationResult", "EpisodeTrace", "env_options_for",
            "check_env", "evaluate_agent", "robustness", "format_table", "write_json", "record_episode",
-           "plot_neuron_activity", "opengl_backend", "record_video"]
+           "plot_neuron_activity", "opengl_backend", "action_mode", "check_video", "record_video",
+           "resolve_env_id"]
 
 
 class EnvMismatchError(SpaceMismatchError):
@@ -97,16 +100,18 @@ def check_env(agent: LTCAgent, env_id: str, observation_space: gym.Space, action
                                f"expects actions in {action_space}.")
 
 
-def _resolve_env_id(agent: LTCAgent, env_id: str | None) -> str:
+def resolve_env_id(agent: LTCAgent, env_id: str | None) -> str:
+    """``env_id``, else the task the agent was trained on; its gym packages imported, the id checked."""
     env_id = env_id or agent.env_id
     if env_id is None:
         raise ConfigError("the model comes without a config.yaml naming its environment; pass the env id (--env).")
+    envs.import_gym_packages(agent.env_options.get("gym_packages") or ())
     envs.check_env_id(env_id)
     return env_id
 
 
 def _make_vec(agent: LTCAgent, env_id: str | None, obs_noise: float | None, n_envs: int, seed: int) -> VecEnv:
-    env_id = _resolve_env_id(agent, env_id)
+    env_id = resolve_env_id(agent, env_id)
     venv = envs.make_vec(env_id, n_envs=n_envs, seed=seed, **env_options_for(agent, obs_noise))
     try:
         check_env(agent, env_id, venv.observation_space, venv.action_space)
@@ -118,7 +123,7 @@ def _make_vec(agent: LTCAgent, env_id: str | None, obs_noise: float | None, n_en
 
 def _make_single(agent: LTCAgent, env_id: str | None, obs_noise: float | None, seed: int,
                  render_mode: str | None = None) -> gym.Env:
-    env_id = _resolve_env_id(agent, env_id)
+    env_id = resolve_env_id(agent, env_id)
     env = envs.make(env_id, seed=seed, render_mode=render_mode, **env_options_for(agent, obs_noise))
     check_env(agent, env_id, env.observation_space, env.action_space)
     return env
@@ -132,7 +137,7 @@ def evaluate_agent(agent: LTCAgent, episodes: int = 10, env_id: str | None = Non
     """
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}.")
-    env_id = _resolve_env_id(agent, env_id)
+    env_id = resolve_env_id(agent, env_id)
     venv = _make_vec(agent, env_id, obs_noise, n_envs or min(episodes, 4), seed)
     try:
         returns, lengths = evaluate(agent, venv, episodes, deterministic=deterministic)  # type: ignore[arg-type]
@@ -148,14 +153,21 @@ def robustness(agent: LTCAgent, noise_levels: list[float], episodes: int = 10, e
     return [evaluate_agent(agent, episodes, env_id, level, deterministic, seed) for level in noise_levels]
 
 
+def action_mode(deterministic: bool) -> str:
+    """How actions are chosen, as the tables and plot titles say it."""
+    return "deterministic" if deterministic else "stochastic"
+
+
 def format_table(results: list[EvaluationResult]) -> str:
     """A markdown table: mean +- std return and length per setting, and the return relative to the first row."""
-    lines = ["| env | obs noise | episodes | return (mean +- std) | length (mean +- std) | return vs. first row |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| env | obs noise | actions | episodes | return (mean +- std) | length (mean +- std) | "
+             "return vs. first row |",
+             "|---|---|---|---|---|---|---|"]
     base = results[0].mean_return if results else 0.0
     for result in results:
         relative = f"{100 * result.mean_return / base:.0f} %" if base > 0 else "-"
-        lines.append(f"| {result.env_id} | {result.obs_noise:g} | {len(result.returns)} | "
+        lines.append(f"| {result.env_id} | {result.obs_noise:g} | {action_mode(result.deterministic)} | "
+                     f"{len(result.returns)} | "
                      f"{result.mean_return:.1f} +- {result.std_return:.1f} | "
                      f"{np.mean(result.lengths):.1f} +- {np.std(result.lengths):.1f} | {relative} |")
     return "\n".join(lines)
@@ -180,6 +192,7 @@ class EpisodeTrace:
     actions: np.ndarray  # (T, ...)
     rewards: np.ndarray  # (T,)
     dts: np.ndarray  # (T,) elapsed time of each observation, in the environment's unit
+    deterministic: bool = True  # the mean action (True) or sampled actions
 
     @property
     def episode_return(self) -> float:
@@ -210,19 +223,23 @@ def record_episode(agent: LTCAgent, env_id: str | None = None, obs_noise: float 
     finally:
         env.close()
     return EpisodeTrace(env.spec.id if env.spec else str(env_id), np.stack(states), np.stack(actions),
-                        np.asarray(rewards), np.asarray(dts))
+                        np.asarray(rewards), np.asarray(dts), deterministic)
 
 
 def _neuron_order(agent: LTCAgent, state_size: int) -> tuple[list[int], list[tuple[str, int, int]]]:
-    """Neuron indices grouped by the wiring's layers (sensory side first), and the (name, start, end) bands."""
+    """Neuron indices grouped by the wiring's layers (sensory side first), and the (name, start, end) bands.
+
+    A wiring of one layer (fully connected, whose outputs all feed the action head) has no bands: its
+    neurons are not motor neurons in the NCP sense.
+    """
     wiring = agent.wiring
-    if wiring is None:
+    layers = [(name, ids) for name, ids in wiring.layers() if ids] if wiring is not None else []
+    if len(layers) < 2:
         return list(range(state_size)), []
     order, bands = [], []
-    for name, ids in wiring.layers():
-        if ids:
-            bands.append((name, len(order), len(order) + len(ids)))
-            order.extend(ids)
+    for name, ids in layers:
+        bands.append((name, len(order), len(order) + len(ids)))
+        order.extend(ids)
     return order, bands
 
 
@@ -243,33 +260,40 @@ def plot_neuron_activity(agent: LTCAgent, trace: EpisodeTrace, path: str | Path,
     steps = np.arange(len(states))
     order, bands = _neuron_order(agent, states.shape[1])
     motor = next(((start, end) for name, start, end in bands if name == "motor"), None)
-    fig, axes = plt.subplots(3, 1, figsize=(10, 9), sharex=True, gridspec_kw={"height_ratios": [3, 1.5, 1.5]})
+    fig, axes = plt.subplots(3, 1, figsize=(10, 9), sharex=True, layout="constrained",
+                             gridspec_kw={"height_ratios": [3, 1.5, 1.5]})
     image = axes[0].imshow(states[:, order].T, aspect="auto", interpolation="nearest", cmap="coolwarm",
                            extent=(-0.5, len(states) - 0.5, len(order) - 0.5, -0.5))
-    fig.colorbar(image, ax=axes[0], label="state (potential)")
+    # one colour bar beside all three panels, so that they share the time axis's width
+    fig.colorbar(image, ax=axes, label="state (potential)", shrink=0.5, anchor=(0.0, 1.0))
     for name, start, end in bands:
         axes[0].axhline(start - 0.5, color="k", lw=0.6)
         axes[0].annotate(name, (0.005, (start + end - 1) / 2), xycoords=("axes fraction", "data"), va="center",
                          fontsize=8, bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8, "lw": 0})
-    axes[0].set_ylabel("neuron (by layer)" if bands else "state entry")
-    shown = [order[i] for i in range(*motor)] if motor else order[: min(8, len(order))]
+    axes[0].set_ylabel("neuron (by layer)" if bands else "neuron")
+    if motor:
+        shown = [order[i] for i in range(*motor)][:8]
+    else:  # no motor layer: the neurons that move most
+        shown = sorted(np.argsort(states.std(axis=0))[::-1][: min(8, states.shape[1])].tolist())
     for index in shown:
         axes[1].plot(steps, states[:, index], lw=0.9, label=f"n{index}")
-    axes[1].set_ylabel("motor neurons" if motor else "first state entries")
-    if len(shown) <= 8:
-        axes[1].legend(fontsize=7, ncol=4, loc="upper right")
+    axes[1].set_ylabel("motor neurons" if motor else "most active neurons")
+    axes[1].legend(fontsize=7, ncol=8, loc="upper right")
     actions = trace.actions.reshape(len(steps), -1)
     for column in range(actions.shape[1]):
-        axes[2].plot(steps, actions[:, column], lw=0.9)
+        axes[2].plot(steps, actions[:, column], lw=0.9, label=f"a{column}")
+    if actions.shape[1] <= 12:
+        axes[2].legend(fontsize=7, ncol=min(actions.shape[1], 6), loc="upper right", title="action dimension",
+                       title_fontsize=7)
     axes[2].set_ylabel("actions")
     axes[2].set_xlabel("control step")
     cell = type(agent.cell).__name__ if agent.cell is not None else "policy"
     fig.suptitle(title or f"{cell} activity on {trace.env_id} (return {trace.episode_return:.1f}, "
-                          f"{len(steps)} steps)")
+                          f"{len(steps)} steps, {action_mode(trace.deterministic)} actions)")
     for ax in axes:
         ax.grid(alpha=0.2)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     written = [atomic_write(path, lambda handle: handle.write(buffer.getvalue()))]
     if agent.wiring is not None:
@@ -310,30 +334,50 @@ def opengl_backend() -> str:
         "MUJOCO_GL=osmesa; the evaluation itself does not need OpenGL.")
 
 
+VIDEO_SUFFIXES = (".gif", ".mp4")
+
+
+def check_video(path: str | Path, env_id: str) -> None:
+    """Raises :class:`VideoUnavailableError` (before any episode runs) when ``path`` cannot be written here:
+    an unknown suffix, ``.mp4`` without imageio-ffmpeg, a classic-control task without pygame (its renderer),
+    a MuJoCo task without a working OpenGL (:func:`opengl_backend`, which also selects the backend)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise ConfigError(f"--video {path}: the file must end in {' or '.join(VIDEO_SUFFIXES)}.")
+    if suffix == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise VideoUnavailableError(f"writing {path} needs imageio-ffmpeg: pip install -e \".[video]\" (in a "
+                                    "checkout) or pip install imageio-ffmpeg; or ask for a .gif.")
+    entry_point = str(gym.spec(env_id).entry_point)
+    if entry_point.startswith("gymnasium.envs.classic_control") and importlib.util.find_spec("pygame") is None:
+        raise VideoUnavailableError(f"rendering {env_id} needs pygame (gymnasium draws classic-control tasks with "
+                                    "it): pip install -e \".[video]\" or pip install pygame.")
+    if entry_point.startswith("gymnasium.envs.mujoco"):
+        backend = opengl_backend()
+        os.environ["MUJOCO_GL"] = backend
+        os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+
+
 def _writer(path: Path, fps: float) -> Any:
     import imageio
 
     if path.suffix.lower() == ".gif":
         return imageio.get_writer(path, mode="I", duration=1000.0 / fps, loop=0)
-    try:
-        import imageio_ffmpeg  # noqa: F401
-    except ImportError as exc:
-        raise VideoUnavailableError(f"writing {path.suffix} video needs imageio-ffmpeg (pip install "
-                                    f"'ltc_rl[video]'); or ask for a .gif.") from exc
     return imageio.get_writer(path, fps=fps, macro_block_size=1)
 
 
 def record_video(agent: LTCAgent, path: str | Path, env_id: str | None = None, obs_noise: float | None = None,
-                 seed: int = 0, deterministic: bool = True, max_steps: int = 1000) -> tuple[Path, int]:
-    """Render one episode (at most ``max_steps`` steps) to ``path`` (.mp4 or .gif); returns the path and frames.
+                 seed: int = 0, deterministic: bool = True, max_frames: int = 1000,
+                 progress: bool = False) -> tuple[Path, int]:
+    """Render one episode (at most ``max_frames`` frames: the reset and ``max_frames - 1`` steps) to ``path``
+    (.mp4 or .gif); returns the path and the number of frames. ``progress`` shows a bar over the frames.
 
-    Raises :class:`VideoUnavailableError` with what is missing where no video can be made.
+    Raises :class:`VideoUnavailableError` with what is missing where no video can be made (see
+    :func:`check_video`, which callers may run before anything else).
     """
-    env_id = _resolve_env_id(agent, env_id)
-    if str(gym.spec(env_id).entry_point).startswith("gymnasium.envs.mujoco"):
-        backend = opengl_backend()
-        os.environ["MUJOCO_GL"] = backend
-        os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+    env_id = resolve_env_id(agent, env_id)
+    check_video(path, env_id)
+    if max_frames < 1:
+        raise ConfigError(f"a video needs at least 1 frame, got {max_frames}.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     env = _make_single(agent, env_id, obs_noise, seed, render_mode="rgb_array")
@@ -347,14 +391,17 @@ def record_video(agent: LTCAgent, path: str | Path, env_id: str | None = None, o
                 from exc
         fps = float(env.metadata.get("render_fps") or 30)
         agent.reset()
-        with _writer(path, fps) as writer:
+        with _writer(path, fps) as writer, tqdm(total=max_frames, unit="frame", desc=f"video {path.name}",
+                                                 disable=not progress, leave=False) as bar:
             writer.append_data(first)
             frames = 1
-            for _ in range(max_steps):
+            bar.update()
+            while frames < max_frames:
                 action = agent.act(obs, dt=info.get(ELAPSED_TIME_KEY), deterministic=deterministic)
                 obs, _, terminated, truncated, info = env.step(action)
                 writer.append_data(env.render())
                 frames += 1
+                bar.update()
                 if terminated or truncated:
                     break
     finally:

@@ -11,9 +11,10 @@ import gymnasium as gym
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from envs.registration import check_env_id
+from envs.registration import check_env_id, import_gym_packages
 from envs.wrappers import (ElapsedTimeInfo, ElapsedTimeObservation, GaussianObservationNoise, IrregularSampling,
                            NonFiniteObservationCheck)
+from ltc_rl.rl.elapsed_time import env_period
 
 __all__ = ["make", "make_vec"]
 
@@ -28,11 +29,13 @@ def _frame_range(irregular: Sequence[int]) -> tuple[int, int]:
 
 def make(env_id: str, *, obs_noise: float = 0.0, irregular: Sequence[int] | None = None, dt_in_obs: bool = False,
          seed: int | None = None, render_mode: str | None = None,
-         env_kwargs: Mapping[str, Any] | None = None, check_finite: bool = True) -> gym.Env:
-    """Creates ``env_id`` (see :func:`envs.available_ids`) with the requested observation and timing wrappers.
+         env_kwargs: Mapping[str, Any] | None = None, check_finite: bool = True,
+         gym_packages: Sequence[str] = ()) -> gym.Env:
+    """Creates ``env_id`` with the requested observation and timing wrappers.
 
     Args:
-        env_id: a base task ("HalfCheetah-v4", ...) or a partially observable "NoVel" variant.
+        env_id: any id registered with gymnasium: a shipped task (:func:`envs.available_ids`: "HalfCheetah-v5",
+            ..., and the partially observable "NoVel" variants) or your own.
         obs_noise: sigma of Gaussian noise added to each observation entry (0: none).
         irregular: ``(min_frames, max_frames)``: every step simulates a random number of frames
             in that range (see :class:`envs.wrappers.IrregularSampling`); None: regular steps.
@@ -42,10 +45,14 @@ def make(env_id: str, *, obs_noise: float = 0.0, irregular: Sequence[int] | None
         render_mode: passed to gymnasium ("rgb_array", "human", ...).
         env_kwargs: further keyword arguments for ``gymnasium.make`` (e.g. ``max_episode_steps``).
         check_finite: raise a clear error on NaN / infinite observations (see below).
+        gym_packages: modules to import first (they register ``env_id`` with gymnasium), e.g. in a
+            ``subproc`` worker process.
 
     Every step (and reset) reports simulated seconds in ``info[ELAPSED_TIME_KEY]``, with or
-    without ``irregular``; observations are checked for NaN / infinity.
+    without ``irregular``, where the task's period is known (MuJoCo tasks, or a ``dt`` / ``tau``
+    attribute); observations are checked for NaN / infinity.
     """
+    import_gym_packages(gym_packages)
     check_env_id(env_id)
     if dt_in_obs not in (True, False):
         raise ValueError(f"dt_in_obs must be True or False; got {dt_in_obs!r}.")
@@ -54,7 +61,8 @@ def make(env_id: str, *, obs_noise: float = 0.0, irregular: Sequence[int] | None
         kwargs["render_mode"] = render_mode
     env = gym.make(env_id, **kwargs)
     if irregular is None or irregular is False:
-        env = ElapsedTimeInfo(env)
+        if dt_in_obs or env_period(env) is not None:  # an env of unknown period reports no elapsed time
+            env = ElapsedTimeInfo(env)
     else:
         env = IrregularSampling(env, *_frame_range(irregular), seed=seed)
     if obs_noise:
@@ -87,6 +95,7 @@ def make_vec(env_id: str, n_envs: int = 1, seed: int | None = None,
     With ``"subproc"`` the copies skip their own NaN check, whose error would die inside the worker
     process: check in the parent with ``ltc_rl.rl.guards.VecCheckFinite`` (the training pipeline does).
     """
+    import_gym_packages(options.get("gym_packages", ()))
     check_env_id(env_id)
     if vec_env not in _VEC_ENV_CLASSES:
         raise ValueError(f"vec_env must be one of {sorted(_VEC_ENV_CLASSES)}; got {vec_env!r}.")

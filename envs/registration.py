@@ -1,19 +1,24 @@
-"""The task ids ltc_rl supports, and the "NoVel" (velocities hidden) variants it registers with gymnasium."""
+"""The task ids ltc_rl is tested on, the "NoVel" (velocities hidden) variants it registers with gymnasium,
+and the check that an id is registered at all (any registered gymnasium id trains)."""
 
 from __future__ import annotations
 
-import difflib
+import importlib
+from collections.abc import Sequence
 
 import gymnasium as gym
 from gymnasium.envs.registration import WrapperSpec
 
 from ltc_rl.errors import ConfigError
+from ltc_rl.training import check_env_id as _check_registered
 
-__all__ = ["BASE_ENV_IDS", "NOVEL_ENV_IDS", "available_ids", "check_env_id", "register_envs"]
+__all__ = ["BASE_ENV_IDS", "NOVEL_ENV_IDS", "available_ids", "check_env_id", "import_gym_packages", "register_envs"]
 
-#: gymnasium tasks that :func:`envs.make` supports (MuJoCo first, classic control for quick tests).
+#: gymnasium tasks with a known observation layout, so a NoVel variant (MuJoCo first, classic control for
+#: quick tests); :func:`envs.make` takes any other registered id too.
 BASE_ENV_IDS: tuple[str, ...] = (
     "HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Ant-v4", "Swimmer-v4", "Pendulum-v1", "CartPole-v1",
+    "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Swimmer-v5",
 )
 
 
@@ -45,15 +50,25 @@ def register_envs() -> None:
 
 
 def available_ids() -> tuple[str, ...]:
-    """All ids :func:`envs.make` accepts: the base tasks followed by their NoVel variants."""
+    """The shipped ids (with a known observation layout): the base tasks followed by their NoVel variants.
+
+    :func:`envs.make` also takes any other id registered with gymnasium (see :func:`check_env_id`).
+    """
     return BASE_ENV_IDS + tuple(NOVEL_ENV_IDS)
 
 
 def check_env_id(env_id: str) -> None:
-    """Raises ConfigError (a ValueError) naming the available ids when ``env_id`` is not one of them."""
-    ids = available_ids()
-    if env_id in ids:
-        return
-    close = difflib.get_close_matches(str(env_id), ids, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(f"Unknown environment id {env_id!r}.{hint} Available ids: {', '.join(ids)}.")
+    """Raises ConfigError (a ValueError) when ``env_id`` is not registered with gymnasium, naming the closest
+    registered ids (register your own env, or import the package that does, first)."""
+    _check_registered(str(env_id))
+
+
+def import_gym_packages(packages: Sequence[str]) -> None:
+    """Imports ``packages`` (modules that register environments with gymnasium on import, as rl-zoo's
+    ``--gym-packages``); ConfigError naming the package when one cannot be imported."""
+    for package in packages:
+        try:
+            importlib.import_module(package)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import gym package {package!r} ({exc}); install it or fix --gym-packages."
+                              ) from exc

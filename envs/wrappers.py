@@ -17,16 +17,13 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
-from gymnasium.envs.mujoco.ant_v4 import AntEnv
-from gymnasium.envs.mujoco.half_cheetah_v4 import HalfCheetahEnv
-from gymnasium.envs.mujoco.hopper_v4 import HopperEnv
+from gymnasium.envs.mujoco import ant_v4, ant_v5, half_cheetah_v4, half_cheetah_v5, hopper_v4, hopper_v5
+from gymnasium.envs.mujoco import swimmer_v4, swimmer_v5, walker2d_v4, walker2d_v5
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
-from gymnasium.envs.mujoco.swimmer_v4 import SwimmerEnv
-from gymnasium.envs.mujoco.walker2d_v4 import Walker2dEnv
 from gymnasium.utils import RecordConstructorArgs
 
 from ltc_rl import errors
-from ltc_rl.rl.elapsed_time import ELAPSED_TIME_KEY
+from ltc_rl.rl.elapsed_time import ELAPSED_TIME_KEY, env_period
 
 __all__ = [
     "ELAPSED_TIME_KEY", "NonFiniteObservationError", "control_dt", "velocity_indices", "ObservationFilter",
@@ -34,10 +31,12 @@ __all__ = [
     "NonFiniteObservationCheck",
 ]
 
-# MuJoCo v4 tasks observe ``concat(qpos[excluded:], qvel, [contact forces])``; ``excluded`` leading
+# MuJoCo v4 and v5 tasks observe ``concat(qpos[excluded:], qvel, [contact forces])``; ``excluded`` leading
 # positions (the torso's global x, or x and y) are left out by default.
 _MUJOCO_EXCLUDED_POSITIONS: dict[type, int] = {
-    HalfCheetahEnv: 1, HopperEnv: 1, Walker2dEnv: 1, SwimmerEnv: 2, AntEnv: 2,
+    half_cheetah_v4.HalfCheetahEnv: 1, hopper_v4.HopperEnv: 1, walker2d_v4.Walker2dEnv: 1, swimmer_v4.SwimmerEnv: 2,
+    ant_v4.AntEnv: 2, half_cheetah_v5.HalfCheetahEnv: 1, hopper_v5.HopperEnv: 1, walker2d_v5.Walker2dEnv: 1,
+    swimmer_v5.SwimmerEnv: 2, ant_v5.AntEnv: 2,
 }
 # Classic-control tasks: Pendulum observes (cos, sin, angular velocity), CartPole (x, x_dot, theta, theta_dot).
 _CLASSIC_VELOCITY_INDICES: dict[type, tuple[int, ...]] = {PendulumEnv: (2,), CartPoleEnv: (1, 3)}
@@ -62,15 +61,15 @@ def _flat_box(env: gym.Env, wrapper: str) -> spaces.Box:
 def control_dt(env: gym.Env) -> float:
     """Simulated seconds that one ``step`` of the unwrapped environment covers.
 
-    MuJoCo tasks: ``model.opt.timestep * frame_skip``; Pendulum: ``dt``; CartPole: ``tau``.
+    MuJoCo tasks: ``model.opt.timestep * frame_skip``; others: their ``dt`` (Pendulum) or ``tau`` (CartPole)
+    attribute (:func:`ltc_rl.rl.elapsed_time.env_period`).
     """
     base = env.unwrapped
     if isinstance(base, MujocoEnv):
         return float(base.model.opt.timestep * base.frame_skip)
-    for attribute in ("dt", "tau"):
-        value = getattr(base, attribute, None)
-        if isinstance(value, (int, float)) and value > 0:
-            return float(value)
+    period = env_period(base)
+    if period is not None:
+        return period
     raise ValueError(f"Cannot tell how much simulated time one step of {_env_name(env)} covers "
                      f"(it is neither a MuJoCo env nor has a positive `dt` or `tau` attribute).")
 

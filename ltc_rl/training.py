@@ -40,6 +40,7 @@ import importlib.metadata
 import platform
 import shlex
 import signal
+import subprocess
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -57,26 +58,28 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.logger import configure
-from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.logger import Logger, configure, make_output_format
+from stable_baselines3.common.utils import LinearSchedule, get_device
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 from torch import nn
 
 from ltc_rl.errors import ConfigError, DivergenceError, LtcRlWarning, ModelFileError, TrainingInterrupted, one_line
 from ltc_rl.kernels import native
-from ltc_rl.rl.callbacks import (MODEL_FILE, VECNORMALIZE_FILE, CheckpointCallback, EvalCallback, atomic_write,
-                                 latest_checkpoint, read_training_state, remove_stale_temporaries, save_model,
-                                 save_vecnormalize)
+from ltc_rl.rl.callbacks import (MODEL_FILE, VECNORMALIZE_FILE, CheckpointCallback, EvalCallback, ProgressBar,
+                                 atomic_write, latest_checkpoint, read_training_state, remove_stale_temporaries,
+                                 save_model, save_vecnormalize)
 from ltc_rl.rl.guards import DivergenceCallback, StopRequest, VecCheckFinite
 from ltc_rl.rl.run_files import CHECKPOINT_FOLDER, CONFIG_FILE
 from ltc_rl.rl.run_state import restore_training_state, rewind_monitor_files
 from ltc_rl.rl.serialization import check_spaces, inspect_model_file, load_model, load_vecnormalize
 from ltc_rl.rl.curves import plot_learning_curve
-from ltc_rl.rl.elapsed_time import DEFAULT_ELAPSED_TIME, nominal_elapsed_time
+from ltc_rl.rl.elapsed_time import DEFAULT_ELAPSED_TIME, nominal_period
 from ltc_rl.rl.ppo import RecurrentPPO
+from ltc_rl.rl.startup_messages import show_startup_messages_once
 
-__all__ = ["ConfigError", "PolicyChoice", "POLICIES", "RunConfig", "TrainResult", "load_hyperparams", "parse_frame_range",
-           "parse_overrides", "resolve_config", "validate", "train", "resume", "CONFIG_FILE", "EnvFactory", "sb3_make_vec", "VEC_ENVS"]
+__all__ = ["ConfigError", "PolicyChoice", "POLICIES", "RunConfig", "SessionOptions", "TrainResult",
+           "load_hyperparams", "hyperparams_notice", "parse_frame_range", "parse_overrides", "resolve_config",
+           "validate", "train", "resume", "CONFIG_FILE", "EnvFactory", "sb3_make_vec", "VEC_ENVS"]
 
 
 @dataclass(frozen=True)
@@ -193,11 +196,24 @@ def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str,
     return merged
 
 
-def load_hyperparams(algorithm: str, env_id: str) -> dict[str, Any]:
-    """The shipped hyperparameters of ``algorithm`` for ``env_id``: its entry merged over ``default``."""
+def _hyperparam_table(algorithm: str) -> dict[str, Any]:
     text = (resources.files("ltc_rl") / "hyperparams" / HYPERPARAM_FILES[algorithm]).read_text()
-    table = yaml.safe_load(text) or {}
+    return yaml.safe_load(text) or {}
+
+
+def load_hyperparams(algorithm: str, env_id: str) -> dict[str, Any]:
+    """The shipped hyperparameters of ``algorithm`` for ``env_id``: its entry merged over ``default``
+    (an id without an entry gets ``default`` alone: see :func:`hyperparams_notice`)."""
+    table = _hyperparam_table(algorithm)
     return _deep_merge(table.get("default", {}), table.get(env_id, {}))
+
+
+def hyperparams_notice(algorithm: str, env_id: str) -> str | None:
+    """One line saying that ``env_id`` has no tuned entry for ``algorithm`` (None when it has one)."""
+    if env_id in _hyperparam_table(algorithm):
+        return None
+    return (f"note: {HYPERPARAM_FILES[algorithm]} has no entry for {env_id}: training with its `default` "
+            "hyperparameters (untuned; change them with --hp NAME=VALUE)")
 
 
 def _parse_value(text: str) -> Any:
@@ -251,8 +267,9 @@ def check_env_id(env_id: str, env_ids: Sequence[str] | None = None) -> None:
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ConfigError(f"unknown environment id {env_id!r}.{hint}")
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    raise ConfigError(f"unknown environment id {env_id!r}{hint}; any id registered with gymnasium works: register "
+                      "yours, or import the package that does (scripts: --gym-packages PACKAGE).")
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -277,8 +294,9 @@ class RunConfig:
     env_options: dict[str, Any] = field(default_factory=dict)
     #: "dummy" (one process) or "subproc" (one process per copy).
     vec_env: str = "dummy"
-    #: the environment's nominal control period (what its reset reports as elapsed time; 1.0 if
-    #: nothing): recurrent policies feed the cells ``dt`` in this unit. Set by :func:`validate`.
+    #: the environment's nominal control period (what its reset reports as elapsed time, else its ``dt`` /
+    #: ``tau`` attribute; 1.0 if nothing): recurrent policies feed the cells ``dt`` in this unit. Set by
+    #: :func:`validate`.
     time_unit: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -375,6 +393,7 @@ def sb3_make_vec(env_id: str, n_envs: int = 1, seed: int | None = None, vec_env:
     if env_options:
         raise ConfigError(f"environment options {sorted(env_options)} need an env factory that supports them; "
                           "pass make_env=envs.make_vec (scripts/train.py does).")
+    show_startup_messages_once()
     return make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=VEC_ENVS[vec_env], monitor_dir=monitor_dir,
                         monitor_kwargs=monitor_kwargs)
 
@@ -394,12 +413,15 @@ def build_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
                      **config.algorithm_kwargs())
 
 
-def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec) -> None:
-    """Build the environments and the model once, so that any remaining problem surfaces before training.
+def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec,
+             trained_agent: str | Path | None = None) -> None:
+    """Build the environments and the model once (and load ``trained_agent`` into it), so that any remaining
+    problem surfaces before training.
 
-    Also sets ``config.time_unit`` (when unset) to the nominal control period the environment reports at reset,
-    and builds (or loads) the native LTC kernel when the policy uses it: a first build is announced here, before
-    any progress bar, and a sweep's driver builds it once before its trials start.
+    Also sets ``config.time_unit`` (when unset) to the environment's nominal control period
+    (:func:`~ltc_rl.rl.elapsed_time.nominal_period`), and builds (or loads) the native LTC kernel when the
+    policy uses it: a first build is announced here, before any progress bar, and a sweep's driver builds it
+    once before its trials start.
     """
     try:
         env = _make_training_env(config, make_env, config.seed, None)
@@ -410,11 +432,15 @@ def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec) -> None:
         raise ConfigError(f"cannot create environment {config.env_id!r} with options {config.env_options}: "
                           f"{exc}") from exc
     if config.time_unit is None:
-        config.time_unit = nominal_elapsed_time(env) or DEFAULT_ELAPSED_TIME
+        config.time_unit = nominal_period(env) or DEFAULT_ELAPSED_TIME
     try:
-        model = build_model(config, env)
-    except (ValueError, TypeError, AssertionError, KeyError) as exc:
-        raise ConfigError(f"invalid hyperparameters for --policy {config.policy} on {config.env_id}: {exc}") from exc
+        try:
+            model = build_model(config, env)
+        except (ValueError, TypeError, AssertionError, KeyError) as exc:
+            raise ConfigError(f"invalid hyperparameters for --policy {config.policy} on {config.env_id}: {exc}") \
+                from exc
+        if trained_agent is not None:
+            _start_from(model, Path(trained_agent))
     finally:
         env.close()
     native.ensure_for(model.policy)
@@ -436,15 +462,49 @@ def _write_config(run_dir: Path, config: RunConfig, history: list[dict[str, Any]
     atomic_write(run_dir / CONFIG_FILE, lambda handle: handle.write(text.encode()))
 
 
-def _session_record(kind: str, argv: Sequence[str] | None) -> dict[str, Any]:
+def _git_commit() -> str | None:
+    """The commit of the checkout this package runs from (``+dirty`` with uncommitted changes), None outside git."""
+    folder = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _session_record(kind: str, argv: Sequence[str] | None, device: str) -> dict[str, Any]:
+    """One session of ``config.yaml``: the command, the device it really ran on (``auto`` resolved), the code."""
     command = " ".join(shlex.quote(a) for a in (sys.argv if argv is None else argv))
     return {"kind": kind, "command": command, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions()}
+            "device": str(get_device(device)), "git_commit": _git_commit(), "versions": _versions()}
 
 
 # ---------------------------------------------------------------------------------------------- running
 #: Called with the evaluation history (timesteps, results, ep_lengths arrays) after every evaluation.
 EvaluationHook = Callable[[dict[str, np.ndarray]], None]
+
+
+@dataclass
+class SessionOptions:
+    """How a training session reports and where it starts from (not part of the run's configuration).
+
+    Attributes:
+        verbose: 0 silent, 1 a start banner, evaluation lines and a closing line, 2 also SB3's log table.
+        log_interval: rollouts between two log lines / TensorBoard points of SB3's logger.
+        tensorboard_log: a folder for TensorBoard events (``<folder>/<run name>/session_<k>``) besides the run's
+            ``logs/`` CSV; None: events in ``logs/session_<k>/``.
+        trained_agent: a model zip to start from (a fresh run with a new configuration): its parameters are
+            loaded into the new model, and the ``vecnormalize.npz`` beside it, if any, into the environment.
+    """
+
+    verbose: int = 0
+    log_interval: int = 1
+    tensorboard_log: str | None = None
+    trained_agent: str | None = None
 
 
 @dataclass
@@ -457,10 +517,11 @@ class TrainResult:
 
 def train(config: RunConfig, output: str | Path, progress_bar: bool = True,
           argv: Sequence[str] | None = None, on_evaluation: EvaluationHook | None = None,
-          make_env: EnvFactory = sb3_make_vec) -> TrainResult:
+          make_env: EnvFactory = sb3_make_vec, options: SessionOptions | None = None) -> TrainResult:
     """Validate ``config``, create the run folder ``output`` (which must not exist) and train.
 
     ``make_env``: the env factory (signature of ``envs.make_vec``, see the module docstring).
+    ``options``: console, logging and starting point (:class:`SessionOptions`).
 
     ``on_evaluation(history)`` runs after every evaluation (e.g. to report to a hyperparameter search).
     """
@@ -468,21 +529,26 @@ def train(config: RunConfig, output: str | Path, progress_bar: bool = True,
     if run_dir.exists():
         raise ConfigError(f"output folder {run_dir} already exists; pass --resume {run_dir} to continue it, "
                           "or choose another --output.")
-    validate(config, make_env)
+    options = options or SessionOptions()
+    if options.trained_agent is not None and not Path(options.trained_agent).is_file():
+        raise ConfigError(f"--trained-agent {options.trained_agent} is not a model file; pass a model zip (e.g. "
+                          "RUN/model.zip or RUN/best/model.zip).")
+    validate(config, make_env, options.trained_agent)
     try:
         run_dir.mkdir(parents=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the output folder {run_dir} ({exc.strerror or exc}); choose another "
                           "--output.") from exc
-    history = [_session_record("train", argv)]
+    history = [_session_record("train", argv, config.device)]
     _write_config(run_dir, config, history)  # at once: a run killed before its first checkpoint can be resumed
-    return _run(config, run_dir, None, progress_bar, history, on_evaluation=on_evaluation, make_env=make_env)
+    return _run(config, run_dir, None, progress_bar, history, on_evaluation=on_evaluation, make_env=make_env,
+                options=options)
 
 
 def resume(run_dir: str | Path, total_timesteps: int | None = None, device: str | None = None,
            progress_bar: bool = True, argv: Sequence[str] | None = None,
            on_evaluation: EvaluationHook | None = None, make_env: EnvFactory = sb3_make_vec,
-           trust_pickle: bool = False) -> TrainResult:
+           trust_pickle: bool = False, options: SessionOptions | None = None) -> TrainResult:
     """Continue the run in ``run_dir`` from its newest checkpoint, up to ``total_timesteps`` (default: as configured).
 
     The environment is rebuilt by ``make_env`` with the env options recorded in ``config.yaml``. A run stopped
@@ -513,10 +579,11 @@ def resume(run_dir: str | Path, total_timesteps: int | None = None, device: str 
             raise ConfigError(f"{run_dir} already reached {checkpoint[0]} of {config.total_timesteps} steps; pass a "
                               "larger --total-timesteps to train further.")
         state = _check_checkpoint_fits(config, checkpoint, make_env, trust_pickle)
-    history = list(document.get("sessions", [])) + [_session_record("resume", argv)]
+    history = list(document.get("sessions", [])) + [_session_record("resume", argv, config.device)]
     remove_stale_temporaries(run_dir)
     return _run(config, run_dir, checkpoint, progress_bar, history, on_evaluation=on_evaluation,
-                make_env=make_env, state=state, trust_pickle=trust_pickle)
+                make_env=make_env, state=state, trust_pickle=trust_pickle,
+                options=options or SessionOptions())
 
 
 #: How a ``SubprocVecEnv`` reports workers that are gone (a terminal's Ctrl-C reaches them too).
@@ -565,6 +632,54 @@ def _check_checkpoint_fits(config: RunConfig, checkpoint: tuple[int, Path, Path 
         env.close()
 
 
+def _logger(run_dir: Path, session: int, options: SessionOptions) -> Logger:
+    """The session's SB3 logger: CSV (and TensorBoard unless elsewhere) in ``logs/session_<k>``, the console
+    table with ``verbose >= 2``, TensorBoard events in ``options.tensorboard_log`` when given."""
+    folder = run_dir / "logs" / f"session_{session}"
+    if options.tensorboard_log is None:
+        formats = ["csv", "tensorboard"] + (["stdout"] if options.verbose >= 2 else [])
+        return configure(str(folder), formats)
+    logger = configure(str(folder), ["csv"] + (["stdout"] if options.verbose >= 2 else []))
+    events = Path(options.tensorboard_log) / run_dir.name / f"session_{session}"
+    logger.output_formats.append(make_output_format("tensorboard", str(events)))
+    return logger
+
+
+def _start_from(model: BaseAlgorithm, path: Path) -> None:
+    """Loads a trained model's parameters (and the ``vecnormalize.npz`` beside it) into the fresh ``model``."""
+    trained = load_model(path, env=model.get_env(), device=model.device)
+    try:
+        model.policy.load_state_dict(trained.policy.state_dict())
+    except RuntimeError as exc:
+        raise ConfigError(f"--trained-agent {path} has another network shape than the new configuration "
+                          f"({one_line(exc)[:200]}); keep the policy and its policy_kwargs.") from exc
+    statistics = path.parent / VECNORMALIZE_FILE
+    vec_normalize = model.get_vec_normalize_env()
+    if vec_normalize is not None and statistics.is_file():
+        loaded = load_vecnormalize(statistics, model.get_env())
+        vec_normalize.obs_rms, vec_normalize.ret_rms = loaded.obs_rms, loaded.ret_rms
+
+
+def _banner(config: RunConfig, run_dir: Path, model: BaseAlgorithm, start_steps: int,
+            options: SessionOptions) -> str:
+    """What a run is about to do, before its first step (``verbose >= 1``)."""
+    parameters = sum(p.numel() for p in model.policy.parameters())
+    schedule = [f"evaluation every {config.eval_freq:,} steps ({config.n_eval_episodes} episodes)"
+                if config.eval_freq else "no periodic evaluation",
+                f"checkpoints every {config.checkpoint_freq:,} steps" if config.checkpoint_freq
+                else "a checkpoint at the end only"]
+    events = (Path(options.tensorboard_log) if options.tensorboard_log else run_dir / "logs")
+    start = f", from {options.trained_agent}" if options.trained_agent else ""
+    notice = hyperparams_notice(config.algorithm, config.env_id)
+    return "\n".join(([notice] if notice else []) + [
+        f"run folder: {run_dir}  ({'resuming at step ' + format(start_steps, ',') if start_steps else 'new run'})",
+        f"training {config.policy} ({config.policy_class}, {parameters:,} parameters{start}) on {config.env_id} "
+        f"x {config.n_envs} ({config.vec_env}) for {config.total_timesteps:,} steps, device {model.device}",
+        f"{'; '.join(schedule)}; a final evaluation at the end",
+        f"curves: {run_dir / 'learning_curve.png'} (after each evaluation); TensorBoard: tensorboard --logdir {events}",
+    ])
+
+
 def _divergence_with_checkpoint(error: DivergenceError, folder: Path, trust_pickle: bool) -> DivergenceError:
     """``error`` naming the newest good checkpoint (readable, finite), which stays as it was."""
     with warnings.catch_warnings():
@@ -581,7 +696,7 @@ def _divergence_with_checkpoint(error: DivergenceError, folder: Path, trust_pick
 def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | None] | None, progress_bar: bool,
          history: list[dict[str, Any]], on_evaluation: EvaluationHook | None = None,
          make_env: EnvFactory = sb3_make_vec, state: dict[str, Any] | None = None,
-         trust_pickle: bool = False) -> TrainResult:
+         trust_pickle: bool = False, options: SessionOptions = SessionOptions()) -> TrainResult:
     """Train ``config`` in ``run_dir`` from ``checkpoint`` (None: from scratch) and its training ``state``;
     ``history`` (the sessions, this one last) is written to ``config.yaml`` once the model is ready."""
     start_steps = 0 if checkpoint is None else checkpoint[0]
@@ -602,13 +717,15 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
             k: v for k, v in normalize.items() if k not in ("norm_reward", "clip_reward")})
     if checkpoint is None:
         model = build_model(config, env)
+        if options.trained_agent is not None:
+            _start_from(model, Path(options.trained_agent))
     else:
         model = load_model(checkpoint[1], env=env, device=config.device, algorithm=ALGORITHMS[config.algorithm],
                            trust_pickle=trust_pickle)
         restore_training_state(model, state, config.seed + start_steps)
     native.ensure_for(model.policy)  # a first kernel build is announced here, not under a silent progress bar
     _write_config(run_dir, config, history)
-    model.set_logger(configure(str(run_dir / "logs" / f"session_{len(history)}"), ["csv", "tensorboard"]))
+    model.set_logger(_logger(run_dir, len(history), options))
 
     title = f"{config.policy} on {config.env_id} (seed {config.seed})"
     curve = run_dir / "learning_curve.png"
@@ -619,14 +736,19 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
         if on_evaluation is not None:
             on_evaluation(history)
 
+    bar = ProgressBar() if progress_bar else None
     evaluation = EvalCallback(eval_env, config.eval_freq, config.n_eval_episodes, run_dir, run_dir / "best",
-                              on_evaluation=evaluated)
+                              on_evaluation=evaluated, verbose=int(options.verbose >= 1),
+                              status=None if bar is None else bar.status)
+    if options.verbose >= 1:
+        print(_banner(config, run_dir, model, start_steps, options), flush=True)
     try:
         with StopRequest() as stop:  # Ctrl-C / SIGTERM: stop after the current step, save a checkpoint, exit
-            callbacks = CallbackList([DivergenceCallback(), stop.callback(), checkpoints, evaluation])
+            callbacks = CallbackList([DivergenceCallback(), stop.callback(), checkpoints, evaluation,
+                                      *([bar] if bar is not None else [])])
             try:
                 model.learn(config.total_timesteps - model.num_timesteps, callback=callbacks,
-                            progress_bar=progress_bar, reset_num_timesteps=checkpoint is None,
+                            log_interval=options.log_interval, reset_num_timesteps=checkpoint is None,
                             tb_log_name=config.policy)
             except DivergenceError as error:
                 raise _divergence_with_checkpoint(error, run_dir / CHECKPOINT_FOLDER, trust_pickle) from error
@@ -642,6 +764,9 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
                                           f"{model.num_timesteps}: checkpoint {saved} saved; continue with --resume "
                                           f"{run_dir}", stop.signal_number)
         final = evaluation.history["results"][-1] if evaluation.evaluated_now else None
+        if final is None and options.verbose >= 1:
+            print(f"evaluating the final model ({config.n_eval_episodes} episode"
+                  f"{'s' if config.n_eval_episodes > 1 else ''}) ...", flush=True)
         final_mean = float(np.mean(final)) if final is not None else evaluation.evaluate()
         checkpoints.save()
         vec_normalize = model.get_vec_normalize_env()

@@ -169,16 +169,60 @@ class Wiring:
         return f"{type(self).__name__}({cfg})"
 
     # ------------------------------------------------------------------ drawing
-    def draw(self, path: str | Path, title: str | None = None) -> Path:
-        """Render the circuit, layer by layer (sensory, inter, command, motor), to an image file.
+    #: Above this many synapses a drawn graph is a hairball: :meth:`draw` shows the adjacency matrix instead.
+    DRAW_GRAPH_MAX_SYNAPSES = 600
 
-        Green arrows are excitatory synapses, red ones inhibitory.
+    def draw(self, path: str | Path, title: str | None = None) -> Path:
+        """Render the circuit to an image file: layer by layer (sensory, inter, command, motor) as a graph, or,
+        for dense wirings (more than :attr:`DRAW_GRAPH_MAX_SYNAPSES` synapses, e.g. fully connected), as its
+        polarity matrix (rows: presynaptic sensory inputs and neurons, columns: postsynaptic neurons).
+
+        Green is excitatory, red inhibitory; synapses within a layer (recurrent command synapses) are arcs.
         """
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+
+        total = self.synapse_count + self.sensory_synapse_count
+        title = title or f"{self!r}: {self.synapse_count} synapses, {self.sensory_synapse_count} sensory"
+        fig = self._draw_matrix(plt, title) if total > self.DRAW_GRAPH_MAX_SYNAPSES else self._draw_graph(plt, title)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        return path
+
+    def _draw_matrix(self, plt: Any, title: str) -> Any:
+        from matplotlib.colors import ListedColormap
+        from matplotlib.patches import Patch
+
+        order = [i for _, ids in self.layers() for i in ids]
+        blocks = [self.adjacency[np.ix_(order, order)]]
+        labels = [f"n{i}" for i in order]
+        if self.sensory_adjacency is not None:
+            blocks.insert(0, self.sensory_adjacency[:, order])
+            labels = [f"s{i}" for i in range(self.sensory_adjacency.shape[0])] + labels
+        matrix = np.concatenate(blocks, axis=0)
+        fig, ax = plt.subplots(figsize=(8, 8 * matrix.shape[0] / max(matrix.shape[1], 1) + 1))
+        ax.imshow(matrix, cmap=ListedColormap(["tab:red", "white", "tab:green"]), vmin=-1, vmax=1,
+                  interpolation="nearest", aspect="auto")
+        if self.sensory_adjacency is not None:
+            ax.axhline(self.sensory_adjacency.shape[0] - 0.5, color="k", lw=0.8)
+        step = max(1, len(labels) // 32)
+        ax.set_yticks(range(0, len(labels), step), labels[::step], fontsize=6)
+        ax.set_xticks(range(0, len(order), step), [f"n{i}" for i in order][::step], fontsize=6, rotation=90)
+        ax.set_ylabel("from (sensory inputs above the line, then neurons)")
+        ax.set_xlabel("to neuron")
+        ax.legend(handles=[Patch(color="tab:green", label="excitatory"), Patch(color="tab:red", label="inhibitory"),
+                           Patch(facecolor="white", edgecolor="0.5", label="no synapse")],
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+        ax.set_title(title, fontsize=10)
+        return fig
+
+    def _draw_graph(self, plt: Any, title: str) -> Any:
         import networkx as nx
+        from matplotlib.lines import Line2D
 
         graph = nx.DiGraph()
         groups: list[tuple[str, list[str]]] = []
@@ -200,18 +244,21 @@ class Wiring:
         for name, nodes in groups:
             nx.draw_networkx_nodes(graph, positions, nodelist=nodes, node_color=colors[name], label=name,
                                    node_size=120, ax=ax)
+        layer = nx.get_node_attributes(graph, "layer")
         for polarity, color in ((1, "tab:green"), (-1, "tab:red")):
             edges = [(u, v) for u, v, d in graph.edges(data=True) if d["polarity"] == polarity]
-            nx.draw_networkx_edges(graph, positions, edgelist=edges, edge_color=color, alpha=0.35,
+            across = [(u, v) for u, v in edges if layer[u] != layer[v]]
+            within = [(u, v) for u, v in edges if layer[u] == layer[v]]  # on one vertical line: drawn as arcs
+            nx.draw_networkx_edges(graph, positions, edgelist=across, edge_color=color, alpha=0.35,
                                    arrowsize=6, width=0.6, ax=ax)
-        ax.legend(scatterpoints=1, loc="upper left", fontsize=8)
-        ax.set_title(title or f"{self!r}: {self.synapse_count} synapses, {self.sensory_synapse_count} sensory")
+            nx.draw_networkx_edges(graph, positions, edgelist=within, edge_color=color, alpha=0.6, arrowsize=6,
+                                   width=0.8, connectionstyle="arc3,rad=0.6", ax=ax)
+        handles = [*ax.get_legend_handles_labels()[0], Line2D([], [], color="tab:green", label="excitatory synapse"),
+                   Line2D([], [], color="tab:red", label="inhibitory synapse")]
+        ax.legend(handles=handles, scatterpoints=1, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        ax.set_title(title, fontsize=10)
         ax.axis("off")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        return path
+        return fig
 
 
 def _polarity(rng: np.random.Generator, excitatory_share: float = 2 / 3) -> int:

@@ -17,6 +17,7 @@ import platform
 import sys
 from pathlib import Path
 
+from ltc_rl.cli import add_num_threads
 from ltc_rl.errors import cli_main
 from ltc_rl.kernels import native
 from ltc_rl.kernels.benchmark import default_cases, format_table, run_cases
@@ -26,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--quick", action="store_true", help="sequence length 32 and one repeat")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per case (default 2)")
+    add_num_threads(parser, default=2)
     parser.add_argument("--json", type=Path, default=None, help="write the measurements to this JSON file")
     parser.add_argument("--only", choices=("train", "latency"), default=None, help="run one kind of case")
     return parser.parse_args(argv)
@@ -35,10 +36,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    cases = [c for c in default_cases(args.quick, args.device, args.threads) if args.only in (None, c.kind)]
+    cases = [c for c in default_cases(args.quick, args.device, args.num_threads) if args.only in (None, c.kind)]
     fused_path = native.describe()  # builds the native kernel here, not inside a timed case
     results = run_cases(cases)
-    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} torch threads, "
+    print(f"machine: {platform.processor() or platform.machine()}, {args.num_threads} torch threads, "
           f"device {args.device}; ltc_rl fused solver on CPU: {fused_path}\n")
     print(format_table(results))
     if args.json is not None:

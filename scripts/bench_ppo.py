@@ -12,6 +12,7 @@ import sys
 import torch
 
 from ltc_rl.errors import ConfigError, cli_main
+from ltc_rl.cli import add_num_threads
 from ltc_rl.rl.benchmark import CANDIDATES, BenchSettings, format_results, run_benchmark
 
 
@@ -23,7 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sequence-length", type=int, default=32, help="our truncated-BPTT length")
     parser.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated subset of "
                         + ",".join(CANDIDATES))
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for every candidate (default 1)")
+    add_num_threads(parser, default=1)
     parser.add_argument("--device", default="cpu", help="torch device for every candidate (default cpu)")
     return parser.parse_args(argv)
 
@@ -31,9 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}.")
-    torch.set_num_threads(args.threads)
+    if args.num_threads < 1:
+        raise ConfigError(f"--num-threads must be >= 1, got {args.num_threads}.")
+    torch.set_num_threads(args.num_threads)
     settings = BenchSettings(iterations=1 if args.quick else args.iterations, repeats=1 if args.quick else args.repeats,
                              sequence_length=args.sequence_length, device=args.device,
                              candidates=tuple(c.strip() for c in args.candidates.split(",") if c.strip()))

@@ -12,25 +12,26 @@ import torch
 
 import envs
 from ltc_rl.errors import cli_main
+from ltc_rl.cli import add_num_threads, add_policies, parse_list
 from ltc_rl.rl.vecenv_benchmark import VecEnvBenchSettings, format_vec_env_results, run_vec_env_benchmark
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="HalfCheetah-v4", help="environment id (default HalfCheetah-v4)")
-    parser.add_argument("--policies", default="ltc,mlp", help="comma-separated policies (default ltc,mlp)")
+    add_policies(parser, "ltc,mlp", "comma-separated policies (default ltc,mlp)")
     parser.add_argument("--steps", type=int, default=8192, help="environment steps per timed run")
     parser.add_argument("--repeats", type=int, default=3, help="round-robin repeats; the best run counts")
     parser.add_argument("--n-envs", type=int, help="environment copies (default: the shipped hyperparameters)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    add_num_threads(parser, default=1)
     return parser.parse_args(argv)
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    settings = VecEnvBenchSettings(env_id=args.env, policies=tuple(p.strip() for p in args.policies.split(",")),
+    torch.set_num_threads(args.num_threads)
+    settings = VecEnvBenchSettings(env_id=args.env, policies=tuple(parse_list(args.policies)),
                                    steps=args.steps, repeats=args.repeats, n_envs=args.n_envs)
     print(format_vec_env_results(run_vec_env_benchmark(settings, envs.make_vec), settings))
 

@@ -2,7 +2,7 @@
 
     python scripts/collect_traces.py --env HalfCheetah-v4 --episodes 31 --out traces/             # random policy
     python scripts/collect_traces.py --env HalfCheetah-v4 --model RUN_DIR --episodes 31 --out traces/
-    python scripts/seqpred.py --data traces/ --models ltc,lstm
+    python scripts/seqpred.py --data traces/ --policies ltc,lstm
 """
 
 from __future__ import annotations

@@ -1,27 +1,32 @@
 """Evaluate a trained run: returns, robustness to observation noise, neuron activity, video.
 
-    python scripts/evaluate.py --model runs/HalfCheetah-v4_ltc_seed0 --episodes 10 --deterministic
+    python scripts/evaluate.py --model runs/HalfCheetah-v5_ltc_seed0 --episodes 10
     python scripts/evaluate.py --model RUN_DIR --obs-noise 0 0.1 0.2 --json eval.json     # robustness table
     python scripts/evaluate.py --model RUN_DIR --plot-neurons neurons.png --video cheetah.mp4
-    python scripts/evaluate.py --model RUN_DIR/best --env HalfCheetahNoVel-v4             # another task id
+    python scripts/evaluate.py --model RUN_DIR/best --env HalfCheetahNoVel-v5             # another task id
     python scripts/evaluate.py --model RUN_DIR --load-checkpoint 100000                   # or --load-best
     python scripts/evaluate.py --model RUN_DIR/checkpoints/ckpt_100000_steps.zip          # a checkpoint zip
 
-The environment is rebuilt with the options the run was trained with (config.yaml); --env and
---obs-noise replace the task id and the noise level. A run folder without model.zip (a run stopped early)
-loads its newest checkpoint. Nothing is unpickled: run folders of older versions (vecnormalize.pkl) need
---trust-pickle, which runs any code such a file holds: use it only for files from a source you trust. Video needs MuJoCo's offscreen renderer
-(MUJOCO_GL=egl or osmesa); where no OpenGL works, the message says so and the rest is written.
+Actions are the policy's mean (deterministic, as the evaluations during training and LTCAgent.act);
+--stochastic samples them (rl-zoo's flag). The environment is rebuilt with the options the run was trained
+with (config.yaml); --env and --obs-noise replace the task id and the noise level. A run folder without
+model.zip (a run stopped early) loads its newest checkpoint. Nothing is unpickled: run folders of older
+versions (vecnormalize.pkl) need --trust-pickle, which runs any code such a file holds: use it only for files
+from a source you trust. Video needs MuJoCo's offscreen renderer (MUJOCO_GL=egl or osmesa) or, for
+classic-control tasks, pygame; what is missing is said before any episode runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from agents import LTCAgent
-from agents.evaluation import format_table, plot_neuron_activity, record_episode, record_video, robustness, write_json
-from ltc_rl.errors import cli_main
+from agents.evaluation import (check_video, format_table, plot_neuron_activity, record_episode, record_video,
+                               resolve_env_id, robustness, write_json)
+from ltc_rl.cli import add_alias, add_obs_noise
+from ltc_rl.errors import LtcRlWarning, cli_main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,9 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "files from a source you trust)")
     parser.add_argument("--episodes", type=int, default=10, help="episodes per setting (default 10)")
     parser.add_argument("--env", help="task id to evaluate on (default: the run's)")
-    parser.add_argument("--obs-noise", type=float, nargs="+", metavar="SIGMA",
-                        help="observation-noise level(s); several give a robustness table (default: the run's)")
-    parser.add_argument("--deterministic", action="store_true", help="act with the mean action (default: sample)")
+    add_obs_noise(parser, levels=True,
+                  help="observation-noise level(s); several give a robustness table (default: the run's)")
+    parser.add_argument("--stochastic", action="store_true",
+                        help="sample actions from the policy's distribution (default: its mean, deterministic)")
+    add_alias(parser, "--deterministic", "deprecated_deterministic", action="store_true")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation environments (default 0)")
     parser.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
     parser.add_argument("--plot-neurons", metavar="OUT.png",
@@ -51,20 +58,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.deprecated_deterministic:
+        warnings.warn("--deterministic is the default now; drop it (--stochastic samples actions).", LtcRlWarning,
+                      stacklevel=1)
+    deterministic = not args.stochastic
     agent = LTCAgent.load(args.model, device=args.device, trust_pickle=args.trust_pickle, best=args.load_best,
                           checkpoint=args.load_checkpoint)
+    if args.video:  # what a video needs is checked before the episodes run
+        check_video(args.video, resolve_env_id(agent, args.env))
     levels = args.obs_noise or [None]
-    results = robustness(agent, levels, args.episodes, args.env, args.deterministic, args.seed)
+    results = robustness(agent, levels, args.episodes, args.env, deterministic, args.seed)
     print(format_table(results))
     if args.json:
-        print(f"wrote {write_json(args.json, agent, results, deterministic=args.deterministic, seed=args.seed)}")
+        print(f"wrote {write_json(args.json, agent, results, deterministic=deterministic, seed=args.seed)}")
     if args.plot_neurons:
-        trace = record_episode(agent, args.env, levels[0], args.seed, args.deterministic)
+        trace = record_episode(agent, args.env, levels[0], args.seed, deterministic)
         for path in plot_neuron_activity(agent, trace, args.plot_neurons):
             print(f"wrote {path}")
-    if args.video:  # last: where no OpenGL works, everything else is already written (exit code 1)
-        path, frames = record_video(agent, args.video, args.env, levels[0], args.seed, args.deterministic,
-                                    args.video_steps)
+    if args.video:
+        path, frames = record_video(agent, args.video, args.env, levels[0], args.seed, deterministic,
+                                    args.video_steps, progress=True)
         print(f"wrote {path} ({frames} frames)")
     return 0
 

@@ -1,7 +1,11 @@
 """The LTC paper's Half-Cheetah sequence-prediction study (Table 3): train, evaluate, tabulate.
 
-    python scripts/seqpred.py --data ../shared/data/cheetah --models ltc,lstm,ctrnn,node,ctgru,cfc --seeds 3
-    python scripts/seqpred.py --data traces/ --models ltc,lstm --epochs 2      # quick mode
+    python scripts/seqpred.py --policies ltc,lstm,ctrnn,node,ctgru,cfc --seeds 3      # the paper's protocol
+    python scripts/seqpred.py --data traces/ --policies ltc,lstm --epochs 2          # quick mode, own traces
+
+Data: the paper's 31 traces (github.com/raminmh/liquid_time_constant_networks, experiments_with_ltcs/data/cheetah,
+Apache-2.0). Without --data: $LTC_RL_CHEETAH_DATA, else ../shared/data/cheetah. Fewer than the paper's 200
+epochs are reported as "not comparable to the paper". An existing, non-empty --out is never overwritten.
 """
 
 from __future__ import annotations
@@ -10,25 +14,28 @@ import argparse
 import shlex
 import sys
 
+from ltc_rl.cli import add_num_threads, add_policies, parse_list
 from ltc_rl.errors import cli_main
 from ltc_rl.seqpred import SEQPRED_MODELS, StudyConfig, run_study
+from ltc_rl.seqpred.data import default_data_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="folder of trace_XXXX.npy files (sorted: 5 valid, 10 test, "
-                        "10 train)")
-    parser.add_argument("--models", default=",".join(SEQPRED_MODELS),
-                        help=f"comma-separated models from {','.join(SEQPRED_MODELS)} (default: all)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
+    parser.add_argument("--data", help="folder of trace_XXXX.npy files (sorted: 5 valid, 10 test, 10 train); "
+                        "default $LTC_RL_CHEETAH_DATA, else ../shared/data/cheetah")
+    add_policies(parser, ",".join(SEQPRED_MODELS),
+                 f"comma-separated networks to compare (default {','.join(SEQPRED_MODELS)})")
+    parser.add_argument("--seeds", type=int, default=3, metavar="COUNT",
+                        help="seeds 0..COUNT-1 per network (default 3)")
     parser.add_argument("--epochs", type=int, default=200, help="training epochs (paper: 200; 2 = quick mode)")
     parser.add_argument("--sparsity", type=float, default=0.0,
                         help="share of synapses / weights removed, as the paper's --sparsity (default 0)")
     parser.add_argument("--units", type=int, default=32, help="hidden units (paper: 32)")
     parser.add_argument("--workers", type=int, default=1, help="runs trained in parallel processes (default 1)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    add_num_threads(parser, default=1)
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--out", default="runs/seqpred", help="output folder (default runs/seqpred)")
+    parser.add_argument("--out", default="runs/seqpred", help="output folder (default runs/seqpred; must not exist)")
     return parser.parse_args(argv)
 
 
@@ -36,9 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     command = "python scripts/seqpred.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    config = StudyConfig(data=args.data, out=args.out, models=[m.strip() for m in args.models.split(",") if m.strip()],
+    config = StudyConfig(data=args.data or default_data_dir(), out=args.out, models=parse_list(args.policies),
                          seeds=args.seeds, epochs=args.epochs, sparsity=args.sparsity, units=args.units,
-                         workers=args.workers, threads=args.threads, device=args.device, command=command)
+                         workers=args.workers, threads=args.num_threads, device=args.device, command=command)
     result = run_study(config)
     print(result.table)
     print(result.files["table"].read_text().split(result.table)[-1].strip())

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import envs
+from ltc_rl.cli import add_obs_noise, add_policies, add_seeds, add_total_timesteps, parse_list, seeds_of
 from ltc_rl.errors import cli_main
 from ltc_rl.rl.summary import find_runs, write_summary
 from ltc_rl.sweep import SCHEDULERS, SEARCH_ALGORITHMS, SweepSettings, load_search_space, run_sweep
@@ -26,9 +27,9 @@ from ltc_rl.training import POLICIES, ConfigError, parse_frame_range
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", help=f"environment id, one of {', '.join(envs.available_ids())}")
-    parser.add_argument("--policies", default="ltc", help=f"comma-separated, from {', '.join(POLICIES)} (default ltc)")
-    parser.add_argument("--seeds", default="5", help="number of seeds (0..N-1) or a comma-separated list (default 5)")
+    parser.add_argument("--env", help=f"any registered gymnasium id (shipped: {', '.join(envs.available_ids())})")
+    add_policies(parser, "ltc", f"comma-separated, from {', '.join(POLICIES)} (default ltc)")
+    add_seeds(parser, default=5)
     parser.add_argument("--search", metavar="SPACE_YAML", help="hyperparameter search space (YAML)")
     parser.add_argument("--search-alg", choices=SEARCH_ALGORITHMS, default="auto",
                         help="auto (grid when every entry is a list, else random), grid, random or optuna")
@@ -37,11 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="asha (stop bad trials early), fifo (never) or auto (asha when searching)")
     parser.add_argument("--grace-period", type=int, help="steps before ASHA may stop a trial (default: 1/4 of the run)")
     parser.add_argument("--search-seed", type=int, default=0, help="seed of the search algorithm")
-    parser.add_argument("--total-timesteps", type=int, help="steps per trial (default: the env's n_timesteps)")
+    add_total_timesteps(parser, help="steps per trial (default: the env's n_timesteps)")
     parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                         help="fixed hyperparameter for every trial, as in train.py (repeatable)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    parser.add_argument("--obs-noise", type=float, default=0.0, help="sigma of Gaussian observation noise")
+    add_obs_noise(parser, default=0.0, help="sigma of Gaussian observation noise (default 0)")
     parser.add_argument("--irregular", metavar="MIN,MAX", help="random number of simulation frames per step")
     parser.add_argument("--dt-in-obs", action="store_true", help="append each step's elapsed time to the observation")
     parser.add_argument("--vec-env", choices=("dummy", "subproc"), default="dummy",
@@ -59,18 +60,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _seeds(text: str) -> tuple[int, ...]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds takes a count or a comma-separated list of integers, got {text!r}.") from None
-    if "," in text:
-        return tuple(values)
-    if len(values) != 1 or values[0] < 1:
-        raise ConfigError(f"--seeds {text!r}: give a count >= 1 or a list such as 0,1,2.")
-    return tuple(range(values[0]))
-
-
 def summarize(args: argparse.Namespace) -> None:
     paths = write_summary(find_runs(*args.summarize), args.summary_out or args.summarize[0], args.confidence)
     print(Path(paths["markdown"]).read_text())
@@ -81,8 +70,8 @@ def sweep(args: argparse.Namespace) -> int:
     if not args.env:
         raise ConfigError("pass --env ENV_ID (e.g. --env HalfCheetah-v4), or --summarize DIR.")
     settings = SweepSettings(
-        env_id=args.env, policies=tuple(p.strip() for p in args.policies.split(",") if p.strip()),
-        seeds=_seeds(args.seeds), total_timesteps=args.total_timesteps, overrides=tuple(args.hp),
+        env_id=args.env, policies=tuple(parse_list(args.policies)), seeds=tuple(seeds_of(args)),
+        total_timesteps=args.total_timesteps, overrides=tuple(args.hp),
         search_space=load_search_space(args.search) if args.search else {}, search_alg=args.search_alg,
         samples=args.samples, scheduler=args.scheduler, grace_period=args.grace_period,
         search_seed=args.search_seed, device=args.device,
@@ -91,7 +80,7 @@ def sweep(args: argparse.Namespace) -> int:
         vec_env=args.vec_env)
     result = run_sweep(settings, args.output or f"runs/sweep_{args.env}", address=args.address,
                        num_cpus=args.num_cpus, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
-                       make_env=envs.make_vec, env_ids=envs.available_ids())
+                       make_env=envs.make_vec)
     if result.summary:
         print(Path(result.summary["markdown"]).read_text())
     print(f"{result.trials} trials: {result.finished} finished, {result.stopped} stopped early by the scheduler, "

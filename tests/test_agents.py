@@ -99,7 +99,7 @@ def test_train_records_env_options_and_time_unit_and_resume_rebuilds_the_env(pen
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--env", "HalfCheetah-v9"], "unknown environment id 'HalfCheetah-v9' (did you mean 'HalfCheetah-v4'?); known: "),
+    (["--env", "HalfCheetah-v9"], "unknown environment id 'HalfCheetah-v9' (did you mean 'HalfCheetah-v"),
     (["--env", "Pendulum-v1", "--irregular", "2-4"], "--irregular takes MIN,MAX"),
     (["--env", "Pendulum-v1", "--irregular", "4,2"], "1 <= min_frames <= max_frames"),
     (["--env", "Pendulum-v1", "--obs-noise", "-1"], "sigma must be a finite number >= 0"),
@@ -111,7 +111,7 @@ def test_bad_env_options_are_one_clear_error_line(argv, match, capsys, tmp_path)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
     if argv[1] == "HalfCheetah-v9":
-        assert "HalfCheetahNoVel-v4" in err[0]  # the available ids are listed
+        assert "--gym-packages" in err[0]  # how to make one's own id known
     assert not output.exists()
 
 
@@ -281,17 +281,30 @@ def test_onnx_graph_names_the_inputs_it_takes(tmp_path):
 def test_evaluate_script_writes_tables_json_and_neuron_plots(pendulum_run, tmp_path, capsys):
     out = tmp_path / "eval.json"
     plot = tmp_path / "neurons.png"
-    argv = ["--model", str(pendulum_run), "--episodes", "2", "--obs-noise", "0", "0.3", "--deterministic",
+    argv = ["--model", str(pendulum_run), "--episodes", "2", "--obs-noise", "0", "0.3",
             "--json", str(out), "--plot-neurons", str(plot)]
     assert evaluate_script.main(argv) == 0
     printed = capsys.readouterr().out
-    assert "| Pendulum-v1 | 0 | 2 |" in printed and "| Pendulum-v1 | 0.3 | 2 |" in printed
+    # deterministic by default (as training's evaluations and LTCAgent.act), and the table says so
+    assert "| Pendulum-v1 | 0 | deterministic | 2 |" in printed and "| Pendulum-v1 | 0.3 | deterministic | 2 |" in printed
     document = json.loads(out.read_text())
     assert document["trained_env_options"]["irregular"] == [2, 4] and document["deterministic"] is True
     assert [r["obs_noise"] for r in document["results"]] == [0.0, 0.3]
     for result in document["results"]:
         assert len(result["returns"]) == 2 and result["mean_return"] == pytest.approx(np.mean(result["returns"]))
     assert plot.stat().st_size > 10_000 and (tmp_path / "neurons_wiring.png").stat().st_size > 10_000
+
+
+def test_evaluate_script_samples_only_with_stochastic(pendulum_run, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert evaluate_script.main(["--model", str(pendulum_run), "--episodes", "1", "--stochastic",
+                                 "--json", str(out)]) == 0
+    assert "| stochastic | 1 |" in capsys.readouterr().out
+    assert json.loads(out.read_text())["deterministic"] is False
+    # the former flag still parses, says it is the default now, and evaluates deterministically
+    assert evaluate_script.main(["--model", str(pendulum_run), "--episodes", "1", "--deterministic"]) == 0
+    captured = capsys.readouterr()
+    assert "| deterministic | 1 |" in captured.out and "warning: --deterministic is the default now" in captured.err
 
 
 def test_evaluation_is_reproducible_and_noise_changes_it(pendulum_run):
@@ -339,19 +352,33 @@ def test_video_without_opengl_gives_a_clear_message(pendulum_run, tmp_path, monk
     monkeypatch.setenv("MUJOCO_GL", "no-such-backend")
     with pytest.raises(VideoUnavailableError, match="MUJOCO_GL=no-such-backend.*set MUJOCO_GL=egl or MUJOCO_GL=osmesa"):
         opengl_backend()
-    # Pendulum renders through pygame, not MuJoCo: where that is missing, the message names it, after
-    # everything else was written.
+    # Pendulum renders through pygame, not MuJoCo: where that is missing, the message names it, before any
+    # episode runs (nothing is written).
     try:
         import pygame  # noqa: F401
     except ImportError:
-        with pytest.raises(VideoUnavailableError, match="Pendulum-v1 cannot render here"):
-            record_video(LTCAgent.load(pendulum_run), tmp_path / "v.mp4")
+        with pytest.raises(VideoUnavailableError, match="rendering Pendulum-v1 needs pygame"):
+            record_video(LTCAgent.load(pendulum_run), tmp_path / "v.gif")
         argv = ["--model", str(pendulum_run), "--episodes", "1", "--json", str(tmp_path / "e.json"),
-                "--video", str(tmp_path / "v.mp4")]
+                "--video", str(tmp_path / "v.gif")]
         assert evaluate_script.main(argv) == 1
-        assert (tmp_path / "e.json").is_file() and not (tmp_path / "v.mp4").exists()
+        assert not (tmp_path / "e.json").exists() and not (tmp_path / "v.gif").exists()
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("error: no video: Pendulum-v1 cannot render here"), err
+        assert len(err) == 1 and err[0].startswith("error: rendering Pendulum-v1 needs pygame"), err
+
+
+def test_mp4_without_its_encoder_fails_before_the_episodes(pendulum_run, tmp_path, capsys):
+    try:
+        import imageio_ffmpeg  # noqa: F401
+        pytest.skip("imageio-ffmpeg is installed")
+    except ImportError:
+        pass
+    argv = ["--model", str(pendulum_run), "--episodes", "1", "--json", str(tmp_path / "e.json"),
+            "--video", str(tmp_path / "v.mp4")]
+    assert evaluate_script.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install -e ".[video]"' in err[0], err
+    assert not (tmp_path / "e.json").exists()
 
 
 @pytest.mark.slow
@@ -365,8 +392,8 @@ def test_halfcheetah_video_where_opengl_works(tmp_path):
     argv = ["--env", "HalfCheetah-v4", "--total-timesteps", "64", "--output", str(run), *TINY,
             "--hp", "policy_kwargs.units=4"]
     assert train_script.main(argv) == 0
-    path, frames = record_video(LTCAgent.load(run), tmp_path / "cheetah.mp4", max_steps=10)
-    assert frames == 11 and path.stat().st_size > 1000
+    path, frames = record_video(LTCAgent.load(run), tmp_path / "cheetah.mp4", max_frames=10)
+    assert frames == 10 and path.stat().st_size > 1000
     import imageio
 
     frame = imageio.v3.imread(path, index=5)

@@ -213,7 +213,7 @@ def test_bad_collect_traces_input_is_one_line_and_keeps_old_traces(finished_run,
     out.mkdir()
     np.save(out / "trace_0000.npy", np.zeros((5, 3)))
     before = _fingerprint(out)
-    _fails_cleanly(main, ["--env", "Pendulum-v9", "--out", str(out), "--overwrite"], "Unknown environment id")
+    _fails_cleanly(main, ["--env", "Pendulum-v9", "--out", str(out), "--overwrite"], "unknown environment id")
     _fails_cleanly(main, ["--env", "Pendulum-v1", "--out", str(out)], "already holds 1 .npy files")
     _fails_cleanly(main, ["--env", "Pendulum-v1", "--episodes", "0", "--out", str(out)], "must be >= 1")
     _fails_cleanly(main, ["--env", "Pendulum-v1", "--model", str(finished_run / "model.zip"), "--out", str(out),

@@ -146,6 +146,7 @@ def test_quick_mode_on_the_papers_data(tmp_path):
                            "--units", "8", "--out", str(out)])
     table = (out / "results.md").read_text()
     assert "| LTC |" in table and "| LSTM |" in table and "2.308 +- 0.015" in table and "epoch" in table
+    assert "not comparable to the paper (2 epochs; the paper trains 200)" in table and "reproduced" not in table
     with (out / "summary.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [r["model"] for r in rows] == ["ltc", "lstm"]
@@ -155,6 +156,23 @@ def test_quick_mode_on_the_papers_data(tmp_path):
     assert (out / "valid_curves.png").read_bytes()[:4] == b"\x89PNG"
     state = torch.load(out / "checkpoints" / "ltc_seed0.pt")
     build_predictor("ltc", 17, units=8).load_state_dict(state)
+
+
+def test_existing_out_is_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "results.md").write_text("precious")
+    assert _script("seqpred.py")(["--data", str(tmp_path), "--policies", "ltc", "--out", str(out)]) == 2
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert (out / "results.md").read_text() == "precious"
+
+
+def test_missing_data_says_where_to_get_the_papers_traces(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LTC_RL_CHEETAH_DATA", str(tmp_path / "nowhere"))
+    assert _script("seqpred.py")(["--models", "ltc", "--out", str(tmp_path / "o")]) == 2  # the data's default
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere' does not exist" in err[0], err
+    assert "raminmh/liquid_time_constant_networks" in err[0] and "LTC_RL_CHEETAH_DATA" in err[0]
 
 
 def test_unknown_model_is_a_clear_error(tmp_path, capsys):

@@ -139,8 +139,8 @@ def test_missing_ray_is_one_clear_error_line(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("argv, match", [
     (["--seeds", "2"], "pass --env ENV_ID"),
-    (["--env", "CartPole-v1", "--seeds", "0"], "give a count >= 1"),
-    (["--env", "CartPole-v1", "--seeds", "1,x"], "comma-separated list of integers"),
+    (["--env", "CartPole-v1", "--seeds", "0"], "--seeds COUNT must be >= 1"),
+    (["--env", "CartPole-v1", "--seeds", "1,x"], "a count (e.g. 3 for seeds 0,1,2) or a list of seeds"),
     (["--env", "CartPole-v1", "--search", "no_such_space.yaml"], "does not exist"),
     (["--env", "CartPole-v1", "--policies", "ltc,rnn"], "unknown policy 'rnn'"),
 ])

@@ -163,3 +163,62 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write(target, broken)
     assert target.read_bytes() == b"old"
+
+
+def test_any_registered_id_trains_with_the_default_entry_and_says_so(tmp_path, capsys):
+    """A user's own env (registered by --gym-packages, made with --env-kwargs) trains and evaluates."""
+    run = tmp_path / "toy"
+    argv = ["--env", "ToyDrift-v0", "--gym-packages", "toy_gym_package", "--env-kwargs", "drift:0.2",
+            "--policy", "lstm", "--total-timesteps", "128", "--n-envs", "2", "--seed", "0", "--output", str(run), *TINY]
+    assert train_script.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "note: recurrent_ppo.yml has no entry for ToyDrift-v0: training with its `default` hyperparameters" in out
+    assert f"run folder: {run}" in out and "parameters" in out and "evaluation every 128 steps (2 episodes)" in out
+    assert out.strip().splitlines()[-1] == f"next: python scripts/evaluate.py --model {run}   (add --video out.gif " \
+                                          "or --plot-neurons neurons.png for pictures)"
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["env_options"]["gym_packages"] == ["toy_gym_package"]
+    assert config["env_options"]["env_kwargs"] == {"drift": 0.2}
+    assert config["time_unit"] == 1.0  # the task has no dt: one step is one unit
+    session = config["sessions"][0]
+    assert session["device"] == "cpu" and "git_commit" in session  # the device used, not "auto"
+
+    evaluate = importlib.util.spec_from_file_location("evaluate_script", REPO_ROOT / "scripts" / "evaluate.py")
+    evaluate_script = importlib.util.module_from_spec(evaluate)
+    evaluate.loader.exec_module(evaluate_script)
+    assert evaluate_script.main(["--model", str(run), "--episodes", "1"]) == 0
+    assert "| ToyDrift-v0 | 0 | deterministic | 1 |" in capsys.readouterr().out
+
+
+def test_trained_agent_starts_a_new_run_from_its_parameters(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    base = ["--env", "CartPole-v1", "--policy", "gru", "--total-timesteps", "64", "--n-envs", "2", "--seed", "1",
+            *TINY, "--verbose", "0"]
+    assert train_script.main([*base, "--output", str(first)]) == 0
+    # a new configuration (learning rate ~0: the parameters stay where the trained agent left them)
+    assert train_script.main([*base, "--output", str(second), "--trained-agent", str(first / "model.zip"),
+                              "--hp", "learning_rate=1e-12"]) == 0
+    trained = RecurrentPPO.load(first / "model.zip", device="cpu").policy.state_dict()
+    started = RecurrentPPO.load(second / "model.zip", device="cpu").policy.state_dict()
+    for name, value in trained.items():
+        torch.testing.assert_close(started[name], value, atol=1e-6, rtol=0)
+    capsys.readouterr()
+    _fails([*base, "--output", str(tmp_path / "third"), "--trained-agent", str(first / "model.zip"),
+            "--hp", "policy_kwargs.units=8"], capsys, "has another network shape")
+    assert not (tmp_path / "third").exists()
+
+
+def test_console_flags_reach_the_run(tmp_path, capsys):
+    run = tmp_path / "flags"
+    argv = ["--env", "CartPole-v1", "--policy", "gru", "--total-timesteps", "128", "--n-envs", "2", "--seed", "2",
+            "--output", str(run), *TINY, "--eval-freq", "48", "--eval-episodes", "1", "--save-freq", "0",
+            "--num-threads", "1", "--tensorboard-log", str(tmp_path / "tb"), "--log-interval", "2"]
+    assert train_script.main(argv) == 0
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert (config["eval_freq"], config["n_eval_episodes"], config["checkpoint_freq"]) == (48, 1, 0)
+    assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    history = np.load(run / "evaluations.npz")
+    # none in the last rollout (at 96): the final evaluation follows 32 steps later
+    assert list(history["timesteps"]) == [48, 128]
+    out = capsys.readouterr().out
+    assert "a checkpoint at the end only" in out and "evaluating the final model (1 episode) ..." in out

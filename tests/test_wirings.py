@@ -120,3 +120,16 @@ def test_draw_writes_a_png(tmp_path):
     path = wiring.draw(tmp_path / "circuit.png")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_dense_wirings_draw_as_a_matrix_and_sparse_ones_as_a_graph(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(wirings.Wiring, "_draw_matrix", lambda self, plt, title: drawn.append("matrix") or
+                        plt.figure())
+    monkeypatch.setattr(wirings.Wiring, "_draw_graph", lambda self, plt, title: drawn.append("graph") or plt.figure())
+    dense = wirings.FullyConnected(64)
+    dense.build(17)
+    sparse = wirings.AutoNCP(16, 4)
+    sparse.build(5)
+    assert dense.draw(tmp_path / "fc.png").is_file() and sparse.draw(tmp_path / "ncp.png").is_file()
+    assert drawn == ["matrix", "graph"]

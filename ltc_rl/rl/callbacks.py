@@ -22,6 +22,7 @@ from typing import BinaryIO
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from tqdm.auto import tqdm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
 from ltc_rl.errors import DivergenceError, LtcRlWarning, ModelFileError
@@ -37,7 +38,7 @@ from ltc_rl.rl.serialization import inspect_model_file
 
 __all__ = ["atomic_write", "remove_stale_temporaries", "save_model", "save_vecnormalize", "latest_checkpoint",
            "checkpoint_files", "read_training_state", "CheckpointCallback", "CheckpointWarning", "EvalCallback",
-           "MODEL_FILE", "VECNORMALIZE_FILE", "EVALUATIONS_FILE"]
+           "ProgressBar", "MODEL_FILE", "VECNORMALIZE_FILE", "EVALUATIONS_FILE"]
 
 EVALUATIONS_FILE = "evaluations.npz"
 _TEMPORARY = ".*.tmp"
@@ -163,13 +164,16 @@ class EvalCallback(BaseCallback):
     Uses :func:`ltc_rl.rl.evaluation.evaluate` (recurrent state and elapsed time carried), copies the
     training VecNormalize statistics to ``eval_env`` first, logs ``eval/mean_reward`` and friends, writes
     ``evaluations.npz`` (timesteps, per-episode returns and lengths) and, on a new best mean return, the
-    model and statistics to ``best_folder``. ``on_evaluation(history)`` runs after each evaluation.
+    model and statistics to ``best_folder``. ``on_evaluation(history)`` runs after each evaluation; ``status(text)``
+    announces one (e.g. :meth:`ProgressBar.status`). No periodic evaluation runs in the last rollout: the
+    final evaluation of the trained model follows right after it.
     """
 
     def __init__(self, eval_env: VecEnv, eval_freq: int, n_eval_episodes: int, folder: str | Path,
                  best_folder: str | Path, on_evaluation: Callable[[dict[str, np.ndarray]], None] | None = None,
-                 verbose: int = 1) -> None:
+                 verbose: int = 1, status: Callable[[str], None] | None = None) -> None:
         super().__init__(verbose)
+        self.status = status
         self.eval_env, self.eval_freq, self.n_eval_episodes = eval_env, int(eval_freq), int(n_eval_episodes)
         self.path = Path(folder) / EVALUATIONS_FILE
         self.best_folder = Path(best_folder)
@@ -224,6 +228,8 @@ class EvalCallback(BaseCallback):
 
     def evaluate(self) -> float:
         """Run one evaluation now; returns the mean episode return."""
+        if self.status is not None:
+            self.status(f"evaluating ({self.n_eval_episodes} episodes) ...")
         if self.model.get_vec_normalize_env() is not None:
             sync_envs_normalization(self.training_env, self.eval_env)
         returns, lengths = evaluate(self.model, self.eval_env, self.n_eval_episodes, deterministic=True)
@@ -259,6 +265,45 @@ class EvalCallback(BaseCallback):
         return bool(self.timesteps) and self.timesteps[-1] == self.num_timesteps
 
     def _on_step(self) -> bool:
-        if self.eval_freq > 0 and self.num_timesteps - self._last_eval >= self.eval_freq:
+        if self.eval_freq > 0 and self.num_timesteps - self._last_eval >= self.eval_freq and not self._last_rollout:
             self.evaluate()
         return True
+
+    @property
+    def _last_rollout(self) -> bool:
+        """Whether training ends with the current rollout (its final evaluation comes right after)."""
+        rollout = getattr(self.model, "n_steps", 1) * self.model.n_envs
+        return self.model._total_timesteps - self.num_timesteps < rollout
+
+
+class ProgressBar(BaseCallback):
+    """A progress bar over the training steps with the mean episode return of the latest episodes (SB3's
+    ``ep_info_buffer``, up to 100) and what the run is doing when it is not stepping (updating, evaluating)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bar: Any = None
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.locals["total_timesteps"] - self.model.num_timesteps, unit="step",
+                        dynamic_ncols=True, smoothing=0.05)
+
+    def status(self, text: str) -> None:
+        """Shows ``text`` beside the bar (until the next rollout)."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=True)
+
+    def _on_rollout_start(self) -> None:
+        episodes = self.model.ep_info_buffer
+        self.status(f"return {np.mean([e['r'] for e in episodes]):.1f}" if episodes else "return -")
+
+    def _on_rollout_end(self) -> None:
+        returns = [e["r"] for e in self.model.ep_info_buffer]
+        self.status((f"return {np.mean(returns):.1f}, " if returns else "") + "updating ...")
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()

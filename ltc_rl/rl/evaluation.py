@@ -14,7 +14,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, is_vecenv_wrapped
 
-from ltc_rl.rl.elapsed_time import elapsed_times, reset_infos
+from ltc_rl.rl.elapsed_time import DEFAULT_ELAPSED_TIME, elapsed_times, reset_infos
 
 __all__ = ["evaluate"]
 
@@ -31,6 +31,7 @@ def evaluate(model: BaseAlgorithm, env: VecEnv, n_eval_episodes: int = 10,
     takes_dt = "dt" in inspect.signature(model.predict).parameters
     monitored = is_vecenv_wrapped(env, VecMonitor) or env.env_is_wrapped(Monitor)[0]
     n_envs = env.num_envs
+    nominal = getattr(getattr(model, "policy", model), "time_unit", None) or DEFAULT_ELAPSED_TIME  # unreported steps
     targets = np.array([(n_eval_episodes + i) // n_envs for i in range(n_envs)])
     counts = np.zeros(n_envs, dtype=int)
     running_returns, running_lengths = np.zeros(n_envs), np.zeros(n_envs, dtype=int)
@@ -38,7 +39,7 @@ def evaluate(model: BaseAlgorithm, env: VecEnv, n_eval_episodes: int = 10,
     lengths: list[int] = []
     observations = env.reset()
     starts = np.ones(n_envs, dtype=bool)
-    dts = elapsed_times([{}] * n_envs, starts, reset_infos(env))
+    dts = elapsed_times([{}] * n_envs, starts, reset_infos(env), default=nominal)
     state = None
     while (counts < targets).any():
         extra = {"dt": dts} if takes_dt else {}
@@ -55,5 +56,5 @@ def evaluate(model: BaseAlgorithm, env: VecEnv, n_eval_episodes: int = 10,
                 counts[i] += 1
             running_returns[i], running_lengths[i] = 0.0, 0
         starts = dones.astype(bool)
-        dts = elapsed_times(infos, dones, reset_infos(env))
+        dts = elapsed_times(infos, dones, reset_infos(env), default=nominal)
     return returns, lengths

@@ -10,7 +10,8 @@ written for one runs with the other; what differs:
   (``sequence_length``), reset at episode starts inside each sequence;
 * the elapsed time an environment reports under :data:`~ltc_rl.rl.elapsed_time.ELAPSED_TIME_KEY`
   reaches the cells as ``dt``, in units of the environment's nominal control period (the policy's
-  ``time_unit``, taken from the first reset's report unless ``policy_kwargs`` fixes it);
+  ``time_unit``, taken from the first reset's report, else from the env's ``dt`` / ``tau`` attribute, unless
+  ``policy_kwargs`` fixes it); environments that report no elapsed time step one nominal period each;
 * ``env`` may be an id string with ``n_envs`` copies;
 * ``save`` writes every field in a form that ``load`` reads without unpickling (:mod:`ltc_rl.rl.safe_files`);
   zips that hold pickled fields only (sb3-contrib, older versions) load with ``trust_pickle=True``;
@@ -39,7 +40,9 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from ltc_rl.rl.buffers import RecurrentRolloutBuffer
 from ltc_rl.rl.guards import guard_updates
-from ltc_rl.rl.elapsed_time import DEFAULT_ELAPSED_TIME, elapsed_times, nominal_elapsed_time, reset_infos
+from ltc_rl.rl.elapsed_time import (DEFAULT_ELAPSED_TIME, check_dt_scale, elapsed_times, nominal_period,
+                                    reset_infos)
+from ltc_rl.rl.startup_messages import show_startup_messages_once
 from ltc_rl.rl.policies import (MlpCfcPolicy, MlpGruPolicy, MlpLstmPolicy, MlpLtcPolicy,
                                 RecurrentActorCriticPolicy)
 from ltc_rl.errors import ModelFileError
@@ -101,6 +104,7 @@ class RecurrentPPO(OnPolicyAlgorithm):
         _init_setup_model: bool = True,
     ) -> None:
         if isinstance(env, str):
+            show_startup_messages_once()
             env = make_vec_env(env, n_envs=n_envs, seed=seed)
         elif n_envs != 1:
             raise ValueError("n_envs applies to environment ids only; pass a VecEnv with the number of copies you want.")
@@ -160,12 +164,17 @@ class RecurrentPPO(OnPolicyAlgorithm):
         if fresh_start:  # the environments were reset: fresh recurrent states, nominal elapsed time
             assert self.env is not None
             if self.policy.time_unit is None:  # saved with the model through policy_kwargs
-                self.policy.time_unit = nominal_elapsed_time(self.env) or DEFAULT_ELAPSED_TIME
+                self.policy.time_unit = nominal_period(self.env) or DEFAULT_ELAPSED_TIME
                 self.policy_kwargs = {**self.policy_kwargs, "time_unit": self.policy.time_unit}
             self._last_states = self.policy.initial_state(self.n_envs)
             self._last_dts = elapsed_times([{}] * self.n_envs, np.ones(self.n_envs, dtype=bool),
-                                           reset_infos(self.env))
+                                           reset_infos(self.env), default=self._nominal_dt)
         return total_timesteps, callback
+
+    @property
+    def _nominal_dt(self) -> float:
+        """The elapsed time of a step the environment does not report: one nominal period."""
+        return self.policy.time_unit or DEFAULT_ELAPSED_TIME
 
     def collect_rollouts(self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer,
                          n_rollout_steps: int) -> bool:
@@ -201,14 +210,14 @@ class RecurrentPPO(OnPolicyAlgorithm):
             n_steps += 1
             if isinstance(self.action_space, spaces.Discrete):
                 actions = actions.reshape(-1, 1)
-            step_dts = elapsed_times(infos)
+            step_dts = elapsed_times(infos, default=self._nominal_dt)
             self._bootstrap_truncated(rewards, dones, infos, states, step_dts)
             rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs,  # type: ignore[arg-type]
                                states=self._last_states, dts=self._last_dts)
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
             self._last_states = states
-            self._last_dts = elapsed_times(infos, dones, reset_infos(env))
+            self._last_dts = elapsed_times(infos, dones, reset_infos(env), default=self._nominal_dt)
         with torch.no_grad():
             values = self.policy.predict_values(obs_as_tensor(new_obs, self.device), self._last_states,  # type: ignore[arg-type]
                                                 torch.as_tensor(dones, device=self.device),
@@ -323,8 +332,10 @@ class RecurrentPPO(OnPolicyAlgorithm):
         """``(action, state)`` as in sb3-contrib; ``state`` is one array ``(n_envs, actor_state_size)``.
 
         ``dt``: elapsed time since the previous observation (float or ``(n_envs,)``) in the environment's unit
-        (the policy divides it by its ``time_unit``), None for one nominal step.
+        (the policy divides it by its ``time_unit``), None for one nominal step. A ``dt`` on another scale than
+        ``time_unit`` (probably another unit) warns once.
         """
+        check_dt_scale(dt, self.policy.time_unit)
         return self.policy.predict(observation, state, episode_start, deterministic, dt=dt)
 
     def _excluded_save_params(self) -> list[str]:

@@ -13,10 +13,14 @@ of raminmh/liquid_time_constant_networks), followed here exactly:
   gives 97 windows per 1000-step trace (the last possible window is not used);
 * no normalisation: the paper feeds the raw observations (cast to float32) and reports MSE
   in raw units, so the numbers stay comparable with its table.
+
+The paper's 31 traces come from its repository (:data:`PAPER_DATA_SOURCE`, Apache-2.0 licence);
+:func:`default_data_dir` finds a copy without ``--data``.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +30,32 @@ from torch import Tensor
 
 from ltc_rl.errors import ConfigError, DataError, MissingFileError
 
-__all__ = ["TRACE_PATTERN", "SequenceSplit", "SequenceSplits", "list_traces", "load_trace", "cut_windows",
-           "load_splits"]
+__all__ = ["TRACE_PATTERN", "DATA_ENV_VAR", "PAPER_DATA_SOURCE", "SequenceSplit", "SequenceSplits",
+           "default_data_dir", "list_traces", "load_trace", "cut_windows", "load_splits"]
+
+#: Environment variable naming the folder of the paper's traces (read by :func:`default_data_dir`).
+DATA_ENV_VAR = "LTC_RL_CHEETAH_DATA"
+#: Where the paper's Half-Cheetah traces are published, and their licence.
+PAPER_DATA_SOURCE = ("https://github.com/raminmh/liquid_time_constant_networks, folder "
+                     "experiments_with_ltcs/data/cheetah (trace_0000.npy ... trace_0030.npy; Apache-2.0 licence)")
+#: Where a checkout keeps them by default, relative to the working directory or to the checkout.
+_SHARED_DATA = Path("..") / "shared" / "data" / "cheetah"
+_HOW_TO_GET = (f"the paper's traces are at {PAPER_DATA_SOURCE}: download the folder and pass --data FOLDER or set "
+               f"{DATA_ENV_VAR}=FOLDER; or record your own with scripts/collect_traces.py")
+
+
+def default_data_dir() -> Path:
+    """The paper's traces: ``$LTC_RL_CHEETAH_DATA`` if set, else ``../shared/data/cheetah`` beside the working
+    directory or beside this checkout; :class:`MissingFileError` saying how to get them when none exists."""
+    configured = os.environ.get(DATA_ENV_VAR)
+    if configured:
+        return Path(configured)
+    checkout = Path(__file__).resolve().parents[2]
+    for candidate in (Path.cwd() / _SHARED_DATA, checkout / _SHARED_DATA):
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise MissingFileError(f"no trace folder given (--data) and none at {_SHARED_DATA} or in ${DATA_ENV_VAR}; "
+                           f"{_HOW_TO_GET}.")
 
 #: File names the loader picks up (and :func:`ltc_rl.seqpred.traces.collect_traces` writes).
 TRACE_PATTERN = "*.npy"
@@ -66,13 +94,10 @@ def list_traces(folder: str | Path) -> list[Path]:
     """The sorted ``.npy`` trace files of ``folder``; a missing or empty folder is an error."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise MissingFileError(
-            f"trace folder {str(folder)!r} does not exist; pass --data pointing at a folder of trace_XXXX.npy files "
-            "(e.g. ../shared/data/cheetah) or write one with scripts/collect_traces.py.")
+        raise MissingFileError(f"trace folder {str(folder)!r} does not exist; {_HOW_TO_GET}.")
     files = sorted(folder.glob(TRACE_PATTERN))
     if not files:
-        raise MissingFileError(
-            f"trace folder {str(folder)!r} holds no .npy files; write traces with scripts/collect_traces.py.")
+        raise MissingFileError(f"trace folder {str(folder)!r} holds no .npy files; {_HOW_TO_GET}.")
     return files
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ltc_rl.errors import ConfigError
+from ltc_rl.errors import ConfigError, OutputExistsError
 from ltc_rl.seqpred.data import SequenceSplits, load_splits
 from ltc_rl.seqpred.models import SEQPRED_MODELS, build_predictor, learning_rate_for
 from ltc_rl.seqpred.report import (aggregate, markdown_table, plot_validation_curves, target_check,
@@ -185,7 +185,7 @@ def _write_report(config: StudyConfig, splits: SequenceSplits, runs: list[RunRes
         "plot": plot_validation_curves(runs, out / "valid_curves.png"),
         "checkpoints": out / "checkpoints",
     }
-    files["table"].write_text(header + table + "\n" + target_check(rows))
+    files["table"].write_text(header + table + "\n" + target_check(rows, config.epochs))
     return rows, table, files
 
 
@@ -195,6 +195,9 @@ def run_study(config: StudyConfig) -> StudyResult:
     The report files are rewritten after every finished run, so a long study leaves partial
     results (marked as such in ``results.md``) if it is stopped.
     """
+    if config.out.exists() and any(config.out.iterdir()):
+        raise OutputExistsError(f"output folder {str(config.out)!r} already exists and is not empty; choose another "
+                                "--out (results are never overwritten).")
     splits = load_splits(config.data, seq_len=config.seq_len, stride=config.stride)
     tqdm.write(f"data {config.data}: {splits.describe()}")
     jobs = [_Job(m, s) for m in config.models for s in range(config.seeds)]
