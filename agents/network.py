@@ -133,7 +133,8 @@ def network_from_policy(policy: ActorCriticPolicy, stats: ObservationStats | Non
         raise ModelFileError(f"agents support the flatten features extractor only, not "
                              f"{type(policy.pi_features_extractor).__name__}.")
     cell = getattr(policy, "actor_cell", None)
-    time_unit = getattr(policy, "time_unit", None)
+    # A policy trained without elapsed times (use_elapsed_time=False) counts every step as one: no time unit.
+    time_unit = getattr(policy, "time_unit", None) if getattr(policy, "use_elapsed_time", True) else None
     log_std = policy.log_std if isinstance(policy.action_space, spaces.Box) else None
     if stats is not None and stats.mean.shape != policy.observation_space.shape:
         raise ModelFileError(f"the observation statistics have shape {stats.mean.shape}, the policy observes "

@@ -10,7 +10,10 @@ between the features and the heads::
 Every cell keeps ONE flat state tensor, so the policy's state is the concatenation
 ``[actor state | critic state]`` of shape ``(batch, state_size)``; :meth:`predict` only needs and returns
 the actor part. The critic can have its own cell (``critic="separate"``, default), read the actor cell's
-outputs (``"shared"``; both losses then train the shared cell) or be feed-forward (``"none"``).
+outputs (``"shared"``; both losses then train the shared cell), read the observation features together
+with the actor cell's outputs with the gradient stopped (``"detached"``: the value loss does not shape the
+actor's cell, as sb3-contrib's ``shared_lstm``; one recurrent cell per step instead of two) or be
+feed-forward (``"none"``).
 
 NCP controller mode (``controller=True``, the default with ``wiring="ncp"``): the actor cell has one motor
 neuron per action dimension (or per discrete action logit) and its motor outputs *are* the action means,
@@ -36,7 +39,7 @@ from ltc_rl.cells import CELL_TYPES, RecurrentCell, make_cell
 __all__ = ["RecurrentActorCriticPolicy", "MlpLtcPolicy", "MlpCfcPolicy", "MlpLstmPolicy", "MlpGruPolicy",
            "CRITIC_MODES"]
 
-CRITIC_MODES = ("separate", "shared", "none")
+CRITIC_MODES = ("separate", "shared", "detached", "none")
 
 
 class RecurrentHeads(nn.Module):
@@ -81,7 +84,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         wiring_seed: seed of the wiring's random structure (None: the wiring's default seed).
         cell_kwargs: extra keyword arguments for the cell (e.g. ``ode_unfolds``, ``solver``).
         critic: ``"separate"`` (own cell; an ``"ncp"`` actor gets a fully connected critic),
-            ``"shared"`` (reads the actor cell's outputs) or ``"none"`` (feed-forward critic).
+            ``"shared"`` (reads the actor cell's outputs), ``"detached"`` (reads the observation features and
+            the actor cell's outputs without passing gradients into the cell) or ``"none"`` (feed-forward).
         controller: the actor's motor neurons are the action means (NCP controller mode);
             default True for ``wiring="ncp"``, else False. Needs the ``"ltc"`` cell and no ``pi`` layers.
         net_arch: hidden layers after the cells, ``[64]`` or ``dict(pi=[...], vf=[...])``;
@@ -92,6 +96,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             it from the environment when learning starts; a model saved without one (never trained, or
             trained before time units were recorded, with ``dt = 1`` per step) counts every step as one
             nominal step and ignores ``dt``.
+        use_elapsed_time: feed the cells the elapsed time of every step (True); False counts every step as
+            one nominal step whatever the environment reports (an ablation for irregular sampling).
     """
 
     #: The cell kind of a named policy (None: chosen by the ``cell`` argument).
@@ -125,6 +131,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         critic: str = "separate",
         controller: bool | None = None,
         time_unit: float | None = None,
+        use_elapsed_time: bool = True,
     ) -> None:
         if isinstance(observation_space, spaces.Dict):
             raise ValueError("recurrent policies take Box or Discrete observations, not Dict; flatten the "
@@ -156,6 +163,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             raise ValueError(f"time_unit must be a positive number (the nominal control period) or None; "
                              f"got {time_unit!r}.")
         self.time_unit = None if time_unit is None else float(time_unit)
+        self.use_elapsed_time = bool(use_elapsed_time)
         super().__init__(observation_space, action_space, lr_schedule, net_arch, activation_fn, ortho_init, use_sde,
                          log_std_init, full_std, use_expln, squash_output, features_extractor_class,
                          features_extractor_kwargs, share_features_extractor, normalize_images, optimizer_class,
@@ -185,7 +193,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         self.critic_cell = (self._make_cell("fc" if self.wiring == "ncp" else self.wiring, None)
                             if self.critic == "separate" else None)
         vf_input = {"separate": self.critic_cell.output_size if self.critic_cell is not None else 0,
-                    "shared": self.actor_cell.output_size, "none": self.features_dim}[self.critic]
+                    "shared": self.actor_cell.output_size, "none": self.features_dim,
+                    "detached": self.features_dim + self.actor_cell.output_size}[self.critic]
         self.mlp_extractor = RecurrentHeads(self.actor_cell.output_size, vf_input, self.net_arch, self.activation_fn)
 
     def _build(self, lr_schedule: Schedule) -> None:
@@ -199,7 +208,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         data = super()._get_constructor_parameters()
         data.update(cell=self.cell, units=self.units, wiring=self.wiring, sparsity_level=self.sparsity_level,
                     wiring_seed=self.wiring_seed, cell_kwargs=self.cell_kwargs, critic=self.critic,
-                    controller=self.controller, time_unit=self.time_unit)
+                    controller=self.controller, time_unit=self.time_unit, use_elapsed_time=self.use_elapsed_time)
         return data
 
     # ------------------------------------------------------------------ state
@@ -253,13 +262,14 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         """
         n_seq, steps = episode_starts.shape
         resets = episode_starts.to(torch.bool)
-        dts = None if dts is None or self.time_unit is None else dts / self.time_unit
+        if dts is not None:
+            dts = dts / self.time_unit if self.time_unit is not None and self.use_elapsed_time else None
         features = self.extract_features(obs.reshape(n_seq * steps, *obs.shape[2:]))
         pi_features, vf_features = (features, features) if self.share_features_extractor else features
         split = self.actor_cell.state_size
         actor_state, critic_state = states[:, :split], states[:, split:]
         latent_pi = latent_vf = out_pi = None
-        if actor or self.critic == "shared":
+        if actor or self.critic in ("shared", "detached"):
             out_pi, actor_state = self._run_cell(self.actor_cell, pi_features.reshape(n_seq, steps, -1), actor_state,
                                                  resets, dts)
             if actor:
@@ -268,6 +278,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             if self.critic == "separate":
                 out_vf, critic_state = self._run_cell(self.critic_cell, vf_features.reshape(n_seq, steps, -1),
                                                       critic_state, resets, dts)
+            elif self.critic == "detached":
+                out_vf = torch.cat([vf_features, out_pi.detach()], dim=-1)
             else:
                 out_vf = out_pi if self.critic == "shared" else vf_features
             latent_vf = self.mlp_extractor.forward_critic(out_vf)

@@ -249,7 +249,7 @@ class RecurrentPPO(OnPolicyAlgorithm):
         self._update_learning_rate(self.policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
         clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
-        entropy_losses, pg_losses, value_losses, clip_fractions, approx_kl_divs = [], [], [], [], []
+        entropy_losses, pg_losses, value_losses, clip_fractions, approx_kl_divs, grad_norms = [], [], [], [], [], []
         continue_training = True
         loss = torch.zeros(())
         for epoch in range(self.n_epochs):
@@ -292,7 +292,7 @@ class RecurrentPPO(OnPolicyAlgorithm):
 
                 self.policy.optimizer.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                grad_norms.append(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm).item())
                 self.policy.optimizer.step()
                 self.policy.apply_weight_constraints()
             self._n_updates += 1
@@ -307,6 +307,7 @@ class RecurrentPPO(OnPolicyAlgorithm):
         self.logger.record("train/clip_fraction", np.mean(clip_fractions))
         self.logger.record("train/loss", loss.item())
         self.logger.record("train/explained_variance", explained_var)
+        self.logger.record("train/grad_norm", float(np.mean(grad_norms)) if grad_norms else float("nan"))
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", torch.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
