@@ -104,6 +104,9 @@ class RNN(nn.Module):
                 trailing axis of 1 is accepted), or a float for all steps; 1.0 if None.
             resets: bools shaped like ``timespans``; True resets the state before that step.
         """
+        if (input.dim() == 3 and input.shape[1 if self.batch_first else 0] == 1 and resets is None
+                and not self.use_mixed and not isinstance(hx, (tuple, list))):
+            return self._one_step(input, hx, timespans)
         if input.dim() not in (2, 3):
             raise ValueError(f"input must be 2-D (time, features) or 3-D batched, got shape {tuple(input.shape)}.")
         if input.shape[-1] != self.input_size:
@@ -132,10 +135,6 @@ class RNN(nn.Module):
             resets = self._to_batch_first(resets.squeeze(-1) if resets.dim() == input.dim() else resets, unbatched)
         if self.use_mixed:
             outputs, state = self._mixed_sequence(x, hx, dt, resets)
-        elif x.shape[1] == 1 and resets is None:  # one control step: the cell's single-step (inference) path
-            y, state = self.rnn_cell(x[:, 0], self.rnn_cell.initial_state(x.shape[0], x.device, x.dtype)
-                                     if hx is None else hx, None if dt is None else dt[:, 0])
-            outputs = y.unsqueeze(1)
         else:
             outputs, state = self.rnn_cell.forward_sequence(x, hx, dt, resets)
         outputs = self.fc(outputs)
@@ -146,6 +145,27 @@ class RNN(nn.Module):
         if unbatched:
             readout, state = readout.squeeze(0), state.squeeze(0)
         return readout, state
+
+    def _one_step(self, input: Tensor, hx: Tensor | None, timespans: Tensor | float | None) -> tuple[Tensor, Tensor]:
+        """A batched call with one time step, as control loops make it: the cell's single-step path.
+
+        For an LTC on CPU without gradients that is one native kernel call; the checks here are the
+        general path's, kept few because a control step's budget is microseconds.
+        """
+        batch = input.shape[0 if self.batch_first else 1]
+        x = input.view(batch, input.shape[-1])
+        if x.shape[1] != self.input_size:
+            raise ValueError(f"input has {x.shape[1]} features but the network expects {self.input_size}.")
+        if hx is None:
+            hx = self.rnn_cell.initial_state(batch, x.device, x.dtype)
+        elif hx.shape != (batch, self.state_size):
+            raise ValueError(f"hx must have shape (batch, state_size) = {(batch, self.state_size)}, "
+                             f"got {tuple(hx.shape)}.")
+        dt = timespans if timespans is None or isinstance(timespans, (int, float)) else timespans.reshape(batch)
+        y, state = self.rnn_cell(x, hx, dt)
+        if self.proj_size is not None:
+            y = self.fc(y)
+        return (y.unsqueeze(1 if self.batch_first else 0) if self.return_sequences else y), state
 
     def _mixed_sequence(self, x: Tensor, state: Tensor | None, dt: Tensor | None,
                         resets: Tensor | None) -> tuple[Tensor, Tensor]:
