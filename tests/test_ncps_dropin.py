@@ -211,3 +211,12 @@ def test_one_step_call_takes_the_single_step_path_with_the_sequence_results(batc
     assert last.shape == (3, 4)
     with pytest.raises(ValueError, match="hx must have shape"):
         model(x, torch.zeros(2, 7))
+
+
+def test_sequence_step_benchmark_compares_both_shapes_with_ncps():
+    from ltc_rl.kernels.benchmark import STEP_SHAPES, format_step_latency, sequence_step_latency
+
+    rows = sequence_step_latency(blocks=1)
+    assert [row["label"] for row in rows] == [label for label, *_ in STEP_SHAPES]
+    assert all(0 < row["ncps_s"] < 0.1 and 0 < row["ltc_rl_s"] < 0.1 for row in rows)
+    assert format_step_latency(rows).count("x |") == len(rows)

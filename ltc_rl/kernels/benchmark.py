@@ -367,11 +367,16 @@ def _sequence_models(wiring: str, units: int, motor: int, inputs: int) -> tuple[
     import ncps.torch
     import ncps.wirings as ncps_wirings
 
-    from ltc_rl.ncps_compat import from_ncps
+    from ltc_rl import wirings
+    from ltc_rl.sequence import LTC
 
-    circuit = ncps_wirings.FullyConnected(units) if wiring == "fc" else ncps_wirings.AutoNCP(units, motor)
-    reference = ncps.torch.LTC(inputs, circuit)
-    return reference, from_ncps(reference)
+    if wiring == "fc":
+        theirs, ours = ncps_wirings.FullyConnected(units), wirings.FullyConnected(units, ncps_compatible=True)
+    else:
+        theirs, ours = ncps_wirings.AutoNCP(units, motor), wirings.AutoNCP(units, motor, ncps_compatible=True)
+    reference, model = ncps.torch.LTC(inputs, theirs), LTC(inputs, ours)
+    model.load_state_dict(reference.state_dict())  # the same parameter names; masks and polarities included
+    return reference, model
 
 
 def sequence_step_latency(threads: int = 1, blocks: int = 15, inputs: int = 17) -> list[dict[str, Any]]:
