@@ -232,9 +232,13 @@ class LTCCell(RecurrentCell):
     @staticmethod
     def _synapses(pre: Tensor, weight: Tensor, mu: Tensor, sigma: Tensor, erev: Tensor,
                   mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Summed ``w s(pre) erev`` and ``w s(pre)`` per post-synaptic neuron."""
-        activation = weight * torch.sigmoid((pre.unsqueeze(-1) - mu) * sigma) * mask
-        return (activation * erev).sum(dim=1), activation.sum(dim=1)
+        """Summed ``w s(pre) erev`` and ``w s(pre)`` per post-synaptic neuron.
+
+        The parameter-only products come first, so that exports fold them into constants.
+        """
+        weight = weight * mask
+        s = torch.sigmoid((pre.unsqueeze(-1) - mu) * sigma)
+        return (s * (weight * erev)).sum(dim=1), (s * weight).sum(dim=1)
 
     def sensory_drive(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Input synapses' contribution (constant over the unfolds of one step)."""
@@ -249,14 +253,6 @@ class LTCCell(RecurrentCell):
         current = gleak * (self.vleak - v) + numerator + drive[0] - (conductance + drive[1]) * v
         return current / self.positive(self.cm)
 
-    def _fused_step(self, v: Tensor, drive: tuple[Tensor, Tensor], cm_t: Tensor) -> Tensor:
-        numerator, conductance = self._synapses(v, self.positive(self.w), self.mu, self.sigma, self.erev,
-                                                self.sparsity_mask)
-        gleak = self.positive(self.gleak)
-        top = cm_t * v + gleak * self.vleak + numerator + drive[0]
-        bottom = cm_t + gleak + conductance + drive[1]
-        return top / (bottom + self.epsilon)
-
     def forward(self, x: Tensor, state: Tensor, dt: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
         if self.fast:
             return ltc_fast.cell_step(self, x, state, dt)
@@ -264,9 +260,14 @@ class LTCCell(RecurrentCell):
         drive = self.sensory_drive(x)
         v = state
         if self.solver == "fused":
-            cm_t = self.positive(self.cm) / h
+            # v' = (cm/h v + gleak vleak + num + sensory num) / (cm/h + gleak + cond + sensory cond + epsilon);
+            # the terms that stay the same over the unfolds of one step are summed once.
+            w, gleak, cm_t = self.positive(self.w), self.positive(self.gleak), self.positive(self.cm) / h
+            top_rest = gleak * self.vleak + drive[0]
+            bottom_rest = cm_t + gleak + drive[1] + self.epsilon
             for _ in range(self.ode_unfolds):
-                v = self._fused_step(v, drive, cm_t)
+                numerator, conductance = self._synapses(v, w, self.mu, self.sigma, self.erev, self.sparsity_mask)
+                v = (cm_t * v + top_rest + numerator) / (bottom_rest + conductance)
         elif self.solver == "euler":
             for _ in range(self.ode_unfolds):
                 v = v + h * self.derivative(v, drive)
