@@ -67,7 +67,7 @@ def _is_wiring(value: Any) -> bool:
     return isinstance(value, Wiring) or is_ncps_wiring(value)
 
 
-def cell_arguments(input_size: Any, units_or_wiring: Any, wiring: Any = None,
+def _cell_arguments(input_size: Any, units_or_wiring: Any, wiring: Any = None,
                    in_features: int | None = None) -> tuple[int, Any]:
     """``(input_size, units_or_wiring)`` from this package's order or ncps's ``(wiring, in_features)``.
 
@@ -133,7 +133,7 @@ class LTCCell(RecurrentCell):
         in_features: int | None = None,
     ) -> None:
         super().__init__()
-        input_size, units_or_wiring = cell_arguments(input_size, units_or_wiring, wiring, in_features)
+        input_size, units_or_wiring = _cell_arguments(input_size, units_or_wiring, wiring, in_features)
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}.")
         if input_mapping not in _MAPPINGS or output_mapping not in _MAPPINGS:
