@@ -51,6 +51,11 @@ class LTCAgent:
         self.config = dict(config or {})
         self.files = files
         self.state: Tensor | None = None
+        # One observation's input tensor (and its numpy view on CPU), reused by every single-observation
+        # step (see _observation).
+        self._single_input: Tensor | None = None
+        self._single_input_array: np.ndarray | None = None
+        self._action_dtype = action_space.dtype if isinstance(action_space, spaces.Box) else None
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu", trust_pickle: bool = False,
@@ -125,8 +130,24 @@ class LTCAgent:
         ``dt=info.get("elapsed_time")`` works with ``envs.make`` and plain ``gymnasium.make`` envs alike).
         A ``dt`` on another scale than :attr:`time_unit` warns once.
         """
+        state, buffer = self.state, self._single_input
+        if (dt is None and deterministic and state is not None and buffer is not None and state.shape[0] == 1
+                and buffer.device == state.device and np.shape(obs) == buffer.shape[1:]):
+            return self._control_step(obs, buffer, state)
         action, self.state = self._step(obs, self.state, None, dt, deterministic)
         return action
+
+    def _control_step(self, obs: np.ndarray, buffer: Tensor, state: Tensor) -> np.ndarray:
+        """:meth:`act`'s common case (one observation, one nominal step, deterministic, after the first
+        step) with nothing around the network but a copy into the preallocated input."""
+        if buffer.device.type == "cpu":
+            np.copyto(self._single_input_array, obs, casting="same_kind")
+        else:
+            buffer.copy_(torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(buffer.shape))
+        with torch.inference_mode():
+            action_t, self.state = self.network.forward(buffer, state, None)
+        action = (action_t.numpy() if action_t.device.type == "cpu" else action_t.cpu().numpy())[0]
+        return action if self._action_dtype is None else action.astype(self._action_dtype, copy=False)
 
     def predict(self, observation: np.ndarray, state: np.ndarray | Tensor | None = None,
                 episode_start: np.ndarray | None = None, deterministic: bool = False,
@@ -135,37 +156,54 @@ class LTCAgent:
         action, new_state = self._step(observation, state, episode_start, dt, deterministic)
         return action, new_state.cpu().numpy()
 
-    def _step(self, observation: np.ndarray, state: np.ndarray | Tensor | None, episode_start: np.ndarray | None,
-              dt: float | np.ndarray | None, deterministic: bool) -> tuple[np.ndarray, Tensor]:
-        obs = np.asarray(observation, dtype=np.float32)
+    def _observation(self, observation: np.ndarray) -> tuple[Tensor, bool]:
+        """The observation as a float32 ``(batch, *obs_shape)`` tensor, and whether it was a single one.
+
+        A single observation is copied into a tensor allocated once (the control-loop case: no
+        per-step allocation or numpy-to-torch conversion beyond that copy).
+        """
         shape = self.network.observation_shape
-        single = obs.shape == shape
-        if not single and obs.shape[1:] != shape:
+        if np.shape(observation) == shape:
+            buffer = self._single_input
+            if buffer is None or buffer.device != self.device:
+                buffer = self._single_input = torch.empty((1, *shape), dtype=torch.float32, device=self.device)
+                self._single_input_array = buffer.numpy()[0] if buffer.device.type == "cpu" else None
+            if buffer.device.type == "cpu":
+                np.copyto(self._single_input_array, observation, casting="same_kind")
+            else:
+                buffer.copy_(torch.as_tensor(np.asarray(observation, dtype=np.float32)).reshape(1, *shape))
+            return buffer, True
+        obs = np.asarray(observation, dtype=np.float32)
+        if obs.shape[1:] != shape:
             raise ValueError(f"observation has shape {obs.shape}; the policy takes {shape} or a batch "
                              f"(n, {', '.join(map(str, shape))}).")
-        obs_t = torch.as_tensor(obs, device=self.device).reshape(-1, *shape)
+        return torch.as_tensor(obs, device=self.device), False
+
+    def _step(self, observation: np.ndarray, state: np.ndarray | Tensor | None, episode_start: np.ndarray | None,
+              dt: float | np.ndarray | None, deterministic: bool) -> tuple[np.ndarray, Tensor]:
+        obs_t, single = self._observation(observation)
         batch = obs_t.shape[0]
         if state is None:
             state_t = self.network.initial_state(batch)
         else:
-            state_t = torch.as_tensor(state, dtype=torch.float32, device=self.device)
+            state_t = torch.as_tensor(state, dtype=torch.float32, device=obs_t.device)
             if state_t.shape != (batch, self.state_size):
                 raise ValueError(f"state has shape {tuple(state_t.shape)} but {batch} observation(s) need "
                                  f"({batch}, {self.state_size}); call agent.reset() when the batch size changes.")
         if episode_start is not None and self.cell is not None:
             state_t = self.cell.reset_state(state_t, torch.as_tensor(np.asarray(episode_start, dtype=bool),
-                                                                     device=self.device).reshape(batch))
+                                                                     device=obs_t.device).reshape(batch))
         check_dt_scale(dt, self.time_unit)
-        nominal = 1.0 if self.time_unit is None else self.time_unit
-        dt_t = torch.as_tensor(nominal if dt is None else np.asarray(dt, dtype=np.float32),
-                               dtype=torch.float32, device=self.device)
-        dt_t = dt_t.expand(batch) if dt_t.dim() == 0 else dt_t.reshape(batch)
-        with torch.no_grad():
-            step = self.network if deterministic else self.network.sample
-            action_t, state_t = step(obs_t, state_t, dt_t)
-        action = action_t.cpu().numpy()
-        if isinstance(self.action_space, spaces.Box):
-            action = action.astype(self.action_space.dtype, copy=False)
+        dt_t = None  # one nominal step
+        if dt is not None:
+            dt_t = torch.as_tensor(np.asarray(dt, dtype=np.float32), device=obs_t.device)
+            dt_t = dt_t.expand(batch) if dt_t.dim() == 0 else dt_t.reshape(batch)
+        # inference_mode: the control step needs no autograd bookkeeping at all.
+        with torch.inference_mode():
+            action_t, state_t = (self.network.forward if deterministic else self.network.sample)(obs_t, state_t, dt_t)
+        action = action_t.numpy() if action_t.device.type == "cpu" else action_t.cpu().numpy()
+        if self._action_dtype is not None:
+            action = action.astype(self._action_dtype, copy=False)
         return (action[0] if single else action), state_t
 
     def __repr__(self) -> str:

@@ -64,7 +64,10 @@ def example_inputs(source: LTCAgent | PolicyNetwork, batch_size: int = 1) -> tup
 
 
 def export_torchscript(source: LTCAgent | PolicyNetwork, path: str | Path) -> Path:
-    """Trace the policy step to a TorchScript file (load with :func:`load_torchscript` or ``torch.jit.load``)."""
+    """Trace the policy step to a frozen TorchScript file (load with :func:`load_torchscript` or ``torch.jit.load``).
+
+    Frozen means inference-only: the weights are constants of the graph, not parameters.
+    """
     network = _exportable(_network(source))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +75,9 @@ def export_torchscript(source: LTCAgent | PolicyNetwork, path: str | Path) -> Pa
         # Shape checks fixed at trace time are fine; TorchScript's deprecation notice is known.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(network, example_inputs(network, 2), check_trace=False)
+        # Frozen: the weights become constants, so the parameter preparation (softplus, masks) is
+        # folded once at export instead of running on every step.
+        traced = torch.jit.freeze(torch.jit.trace(network, example_inputs(network, 2), check_trace=False))
         torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(metadata(network))})
     return path
 

@@ -50,6 +50,7 @@ class PolicyNetwork(nn.Module):
                  log_std: Tensor | None = None) -> None:
         super().__init__()
         self.cell, self.head, self.action_net = cell, head, action_net
+        self.empty_head = isinstance(head, nn.Sequential) and len(head) == 0
         self.observation_shape = tuple(observation_shape)
         self.discrete = isinstance(action_space, spaces.Discrete)
         self.action_shape = () if self.discrete else tuple(action_space.shape)
@@ -58,6 +59,9 @@ class PolicyNetwork(nn.Module):
         if stats is not None:
             self.register_buffer("obs_mean", torch.as_tensor(stats.mean, dtype=torch.float32))
             self.register_buffer("obs_std", torch.as_tensor(np.sqrt(stats.var + stats.epsilon), dtype=torch.float32))
+            # obs * scale + shift = (obs - mean) / std in one operation (derived, not saved).
+            self.register_buffer("obs_scale", 1.0 / self.obs_std, persistent=False)
+            self.register_buffer("obs_shift", -self.obs_mean * self.obs_scale, persistent=False)
             self.obs_clip = float(stats.clip)
         if not self.discrete:
             self.register_buffer("action_low", torch.as_tensor(action_space.low, dtype=torch.float32).flatten())
@@ -77,36 +81,42 @@ class PolicyNetwork(nn.Module):
 
     def normalize(self, obs: Tensor) -> Tensor:
         """The observation as the policy saw it in training (VecNormalize's scaling and clipping)."""
-        obs = obs.to(torch.float32)
+        if obs.dtype != torch.float32:
+            obs = obs.to(torch.float32)
         if self.normalized:
-            obs = ((obs - self.obs_mean) / self.obs_std).clamp(-self.obs_clip, self.obs_clip)
+            obs = torch.addcmul(self.obs_shift, obs, self.obs_scale).clamp_(-self.obs_clip, self.obs_clip)
         return obs
 
-    def action_parameters(self, obs: Tensor, state: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
+    def action_parameters(self, obs: Tensor, state: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor]:
         """Action means (Box) or logits (Discrete) ``(batch, width)`` and the new state.
 
         ``obs`` ``(batch, *observation_shape)`` raw; ``state`` ``(batch, state_size)``; ``dt`` ``(batch,)``
-        elapsed times in the environment's unit.
+        elapsed times in the environment's unit, or None for one nominal step each.
         """
-        x = self.normalize(obs).flatten(1)
+        x = self.normalize(obs)
+        if x.dim() != 2:
+            x = x.flatten(1)
         if self.cell is not None:
-            cell_dt = dt / self.time_unit if self.time_unit is not None and self.cell.uses_time else None
+            timed = dt is not None and self.time_unit is not None and self.cell.uses_time
+            cell_dt = dt / self.time_unit if timed else None
             x, state = self.cell(x, state, cell_dt)
-        return self.action_net(self.head(x)), state
+        if not self.empty_head:  # an empty head would cost a module call per step for nothing
+            x = self.head(x)
+        return self.action_net(x), state
 
     def to_action(self, parameters: Tensor) -> Tensor:
         """Deterministic action: the logits' argmax, or the means clipped to the action bounds."""
         if self.discrete:
             return parameters.argmax(dim=-1)
-        clipped = torch.maximum(torch.minimum(parameters, self.action_high), self.action_low)
-        return clipped.reshape(parameters.shape[0], *self.action_shape)
+        clipped = torch.clamp(parameters, self.action_low, self.action_high)
+        return clipped if len(self.action_shape) == 1 else clipped.reshape(parameters.shape[0], *self.action_shape)
 
-    def forward(self, obs: Tensor, state: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
-        """One control step: ``(action, new_state)`` (deterministic)."""
+    def forward(self, obs: Tensor, state: Tensor, dt: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One control step: ``(action, new_state)`` (deterministic); ``dt`` None is one nominal step."""
         parameters, state = self.action_parameters(obs, state, dt)
         return self.to_action(parameters), state
 
-    def sample(self, obs: Tensor, state: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
+    def sample(self, obs: Tensor, state: Tensor, dt: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One control step with a sampled action (the training policy's distribution)."""
         parameters, state = self.action_parameters(obs, state, dt)
         if self.discrete:

@@ -9,7 +9,11 @@ whose entries are +1 (excitatory synapse), -1 (inhibitory synapse) or 0 (no syna
 
 Motor neurons (the outputs) are the first ``output_size`` neurons, as in ncps, so a
 network's output is ``state[:, :output_size]``. The vocabulary (``FullyConnected``,
-``Random``, ``NCP``, ``AutoNCP``, fanouts, sparsity level) follows ncps.
+``Random``, ``NCP``, ``AutoNCP``, fanouts, sparsity level) follows ncps, and so do ncps's
+attribute and method names (``adjacency_matrix``, ``input_dim``, ``get_config``, ``draw_graph``, ...),
+kept alongside this module's own. ``ncps_compatible=True`` draws the synapses with ncps's random
+generator in ncps's order, so the same arguments and seed give ncps's circuit; :func:`from_ncps`
+converts an ``ncps.wirings`` object synapse for synapse.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Wiring", "FullyConnected", "Random", "NCP", "AutoNCP", "wiring_from_dict", "make", "WIRING_CHOICES"]
+__all__ = ["Wiring", "FullyConnected", "Random", "NCP", "AutoNCP", "wiring_from_dict", "make", "WIRING_CHOICES",
+           "from_ncps", "is_ncps_wiring"]
 
 
 def _require_positive_int(name: str, value: int) -> None:
@@ -117,6 +122,54 @@ class Wiring:
         """``"motor"`` for output neurons, ``"inter"`` otherwise (NCP refines this)."""
         return "motor" if neuron < self.output_size else "inter"
 
+    # ------------------------------------------------------------------ ncps's names
+    @property
+    def adjacency_matrix(self) -> np.ndarray:
+        """ncps's name of :attr:`adjacency`."""
+        return self.adjacency
+
+    @property
+    def sensory_adjacency_matrix(self) -> np.ndarray | None:
+        """ncps's name of :attr:`sensory_adjacency`."""
+        return self.sensory_adjacency
+
+    @property
+    def input_dim(self) -> int | None:
+        """ncps's name of :attr:`input_size`."""
+        return self.input_size
+
+    @property
+    def output_dim(self) -> int:
+        """ncps's name of :attr:`output_size`."""
+        return self.output_size
+
+    def get_type_of_neuron(self, neuron_id: int) -> str:
+        """ncps's name of :meth:`neuron_type`."""
+        return self.neuron_type(neuron_id)
+
+    @property
+    def num_layers(self) -> int:
+        """Number of neuron layers in ncps's sense (1; an NCP has 3), as ncps's wired CfC stacks them."""
+        return 1
+
+    def get_neurons_of_layer(self, layer_id: int) -> list[int]:
+        """The neuron ids of layer ``layer_id`` (``0 <= layer_id < num_layers``), sensory side first."""
+        if layer_id != 0:
+            raise ValueError(f"unknown layer {layer_id}; this wiring has {self.num_layers} layer(s).")
+        return list(range(self.units))
+
+    def get_config(self) -> dict[str, Any]:
+        """ncps's serialisation name: the same exact description as :meth:`to_dict`."""
+        return self.to_dict()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Wiring":
+        """Restore a wiring from :meth:`get_config` (also ncps's base ``Wiring.get_config()`` dicts)."""
+        if "class" not in config and "adjacency_matrix" in config:
+            return Wiring.from_adjacency(np.asarray(config["adjacency_matrix"]), config.get("sensory_adjacency_matrix"),
+                                         config.get("output_dim"))
+        return wiring_from_dict(config)
+
     def layers(self) -> list[tuple[str, list[int]]]:
         """Neuron groups from input side to output side, used for drawing."""
         return [
@@ -172,6 +225,75 @@ class Wiring:
     #: Above this many synapses a drawn graph is a hairball: :meth:`draw` shows the adjacency matrix instead.
     DRAW_GRAPH_MAX_SYNAPSES = 600
 
+    def get_graph(self, include_sensory_neurons: bool = True):
+        """The circuit as a ``networkx.DiGraph``, as ncps builds it.
+
+        Nodes ``neuron_i`` and ``sensory_i`` carry ``neuron_type`` (``"sensory"``, ``"inter"``,
+        ``"command"``, ``"motor"``); edges carry ``polarity`` (``"excitatory"`` / ``"inhibitory"``).
+        """
+        if include_sensory_neurons and self.sensory_adjacency is None:
+            raise ValueError("this wiring is not built yet: call wiring.build(input_size) first, "
+                             "or pass include_sensory_neurons=False.")
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        for neuron in range(self.units):
+            graph.add_node(f"neuron_{neuron}", neuron_type=self.neuron_type(neuron))
+        blocks = [("neuron", self.adjacency)]
+        if include_sensory_neurons:
+            for src in range(self.sensory_adjacency.shape[0]):  # type: ignore[union-attr]
+                graph.add_node(f"sensory_{src}", neuron_type="sensory")
+            blocks.insert(0, ("sensory", self.sensory_adjacency))
+        for prefix, matrix in blocks:
+            for src, dest in zip(*np.nonzero(matrix)):
+                graph.add_edge(f"{prefix}_{src}", f"neuron_{dest}",
+                               polarity="excitatory" if matrix[src, dest] > 0 else "inhibitory")
+        return graph
+
+    def draw_graph(self, layout: str = "shell", neuron_colors: dict[str, str] | None = None,
+                   synapse_colors: str | dict[str, str] | None = None, draw_labels: bool = False) -> list:
+        """Draw the circuit on the current matplotlib axes, as ncps does; returns legend handles.
+
+        ``layout``: a networkx layout name (``"shell"``, ``"kamada"``, ``"circular"``, ``"random"``,
+        ``"spring"``, ``"spectral"``, ``"spiral"``) or ``"layers"`` (sensory to motor, left to right).
+        """
+        import matplotlib.patches as mpatches
+        import networkx as nx
+
+        layouts = {"kamada": nx.kamada_kawai_layout, "circular": nx.circular_layout, "random": nx.random_layout,
+                   "shell": nx.shell_layout, "spring": nx.spring_layout, "spectral": nx.spectral_layout,
+                   "spiral": nx.spiral_layout, "layers": self._layered_positions}
+        if layout not in layouts:
+            raise ValueError(f"unknown layout {layout!r}; choose one of {sorted(layouts)}.")
+        if isinstance(synapse_colors, str):
+            synapse_colors = {"excitatory": synapse_colors, "inhibitory": synapse_colors}
+        synapse_colors = {"excitatory": "tab:green", "inhibitory": "tab:red", **(synapse_colors or {})}
+        neuron_colors = {**_NEURON_COLORS, **(neuron_colors or {})}
+        graph = self.get_graph(include_sensory_neurons=self.is_built)
+        positions = layouts[layout](graph)
+        kinds = nx.get_node_attributes(graph, "neuron_type")
+        for kind, color in neuron_colors.items():
+            nodes = [n for n, k in kinds.items() if k == kind]
+            if nodes:
+                nx.draw_networkx_nodes(graph, positions, nodelist=nodes, node_color=color, node_size=120)
+        if draw_labels:
+            nx.draw_networkx_labels(graph, positions)
+        for polarity, color in synapse_colors.items():
+            edges = [(u, v) for u, v, d in graph.edges(data=True) if d["polarity"] == polarity]
+            nx.draw_networkx_edges(graph, positions, edgelist=edges, edge_color=color, alpha=0.35, arrowsize=6,
+                                   width=0.6)
+        return [mpatches.Patch(color=color, label=f"{kind.capitalize()} neurons")
+                for kind, color in neuron_colors.items() if kind in kinds.values()]
+
+    def _layered_positions(self, graph) -> dict[str, np.ndarray]:
+        """Node positions with one column per layer, sensory neurons on the left, motor neurons on the right."""
+        import networkx as nx
+
+        depth = {"sensory": 0, **{name: i + 1 for i, (name, _) in enumerate(self.layers())}}
+        for node, kind in graph.nodes(data="neuron_type"):
+            graph.nodes[node]["layer"] = depth[kind]
+        return nx.multipartite_layout(graph, subset_key="layer")
+
     def draw(self, path: str | Path, title: str | None = None) -> Path:
         """Render the circuit to an image file: layer by layer (sensory, inter, command, motor) as a graph, or,
         for dense wirings (more than :attr:`DRAW_GRAPH_MAX_SYNAPSES` synapses, e.g. fully connected), as its
@@ -224,28 +346,19 @@ class Wiring:
         import networkx as nx
         from matplotlib.lines import Line2D
 
-        graph = nx.DiGraph()
-        groups: list[tuple[str, list[str]]] = []
-        if self.sensory_adjacency is not None:
-            groups.append(("sensory", [f"s{i}" for i in range(self.sensory_adjacency.shape[0])]))
-        groups.extend((name, [f"n{i}" for i in ids]) for name, ids in self.layers() if ids)
-        for depth, (name, nodes) in enumerate(groups):
-            for node in nodes:
-                graph.add_node(node, layer=depth, kind=name)
-        if self.sensory_adjacency is not None:
-            for src, dest in zip(*np.nonzero(self.sensory_adjacency)):
-                graph.add_edge(f"s{src}", f"n{dest}", polarity=int(self.sensory_adjacency[src, dest]))
-        for src, dest in zip(*np.nonzero(self.adjacency)):
-            graph.add_edge(f"n{src}", f"n{dest}", polarity=int(self.adjacency[src, dest]))
-
-        colors = {"sensory": "#8ecae6", "inter": "#90be6d", "command": "#f9c74f", "motor": "#f94144"}
-        positions = nx.multipartite_layout(graph, subset_key="layer")
-        fig, ax = plt.subplots(figsize=(4 + 2 * len(groups), max(4.0, 0.25 * max(len(n) for _, n in groups))))
-        for name, nodes in groups:
-            nx.draw_networkx_nodes(graph, positions, nodelist=nodes, node_color=colors[name], label=name,
-                                   node_size=120, ax=ax)
+        graph = self.get_graph(include_sensory_neurons=self.is_built)
+        positions = self._layered_positions(graph)
+        kinds = nx.get_node_attributes(graph, "neuron_type")
+        columns = len(set(kinds.values()))
+        tallest = max(sum(1 for k in kinds.values() if k == kind) for kind in set(kinds.values()))
+        fig, ax = plt.subplots(figsize=(4 + 2 * columns, max(4.0, 0.25 * tallest)))
+        for kind, color in _NEURON_COLORS.items():
+            nodes = [n for n, k in kinds.items() if k == kind]
+            if nodes:
+                nx.draw_networkx_nodes(graph, positions, nodelist=nodes, node_color=color, label=kind,
+                                       node_size=120, ax=ax)
         layer = nx.get_node_attributes(graph, "layer")
-        for polarity, color in ((1, "tab:green"), (-1, "tab:red")):
+        for polarity, color in (("excitatory", "tab:green"), ("inhibitory", "tab:red")):
             edges = [(u, v) for u, v, d in graph.edges(data=True) if d["polarity"] == polarity]
             across = [(u, v) for u, v in edges if layer[u] != layer[v]]
             within = [(u, v) for u, v in edges if layer[u] == layer[v]]  # on one vertical line: drawn as arcs
@@ -261,65 +374,96 @@ class Wiring:
         return fig
 
 
+_NEURON_COLORS = {"sensory": "#8ecae6", "inter": "#90be6d", "command": "#f9c74f", "motor": "#f94144"}
+
+
 def _polarity(rng: np.random.Generator, excitatory_share: float = 2 / 3) -> int:
     return 1 if rng.random() < excitatory_share else -1
 
 
+def _ncps_polarity(rng: np.random.Generator) -> int:
+    """ncps's draw of a fully connected or random wiring's polarity (2/3 excitatory)."""
+    return int(rng.choice([-1, 1, 1]))
+
+
 class FullyConnected(Wiring):
-    """Every neuron and every input connects to every neuron (2/3 excitatory, as in ncps)."""
+    """Every neuron and every input connects to every neuron (2/3 excitatory, as in ncps).
+
+    ``ncps_compatible=True``: polarities drawn as ``ncps.wirings.FullyConnected`` draws them (its
+    ``erev_init_seed`` is ``seed``).
+    """
 
     def __init__(self, units: int, output_size: int | None = None, self_connections: bool = True,
-                 seed: int = 1111) -> None:
+                 seed: int = 1111, ncps_compatible: bool = False) -> None:
         super().__init__(units, output_size)
         self.self_connections = bool(self_connections)
         self.seed = int(seed)
+        self.ncps_compatible = bool(ncps_compatible)
         self._rng = np.random.default_rng(self.seed)
         for src in range(self.units):
             for dest in range(self.units):
                 if src != dest or self.self_connections:
-                    self.add_synapse(src, dest, _polarity(self._rng))
+                    self.add_synapse(src, dest, self._polarity())
+
+    def _polarity(self) -> int:
+        return _ncps_polarity(self._rng) if self.ncps_compatible else _polarity(self._rng)
 
     def _build_sensory(self) -> None:
         for src in range(self.input_size):
             for dest in range(self.units):
-                self.add_sensory_synapse(src, dest, _polarity(self._rng))
+                self.add_sensory_synapse(src, dest, self._polarity())
 
     def _config(self) -> dict[str, Any]:
-        return {**super()._config(), "self_connections": self.self_connections, "seed": self.seed}
+        return {**super()._config(), "self_connections": self.self_connections, "seed": self.seed,
+                **_ncps_flag(self)}
 
 
 class Random(Wiring):
-    """A random subset of ``1 - sparsity_level`` of all synapses (and sensory synapses)."""
+    """A random subset of ``1 - sparsity_level`` of all synapses (and sensory synapses).
+
+    ``ncps_compatible=True``: synapses drawn as ``ncps.wirings.Random`` draws them (its
+    ``random_seed`` is ``seed``; ncps draws each sensory polarity twice and keeps the second).
+    """
 
     def __init__(self, units: int, output_size: int | None = None, sparsity_level: float = 0.0,
-                 seed: int = 1111) -> None:
+                 seed: int = 1111, ncps_compatible: bool = False) -> None:
         super().__init__(units, output_size)
         _require_sparsity(sparsity_level)
         self.sparsity_level = float(sparsity_level)
         self.seed = int(seed)
+        self.ncps_compatible = bool(ncps_compatible)
         self._rng = np.random.default_rng(self.seed)
         self._fill(self.add_synapse, self.units)
 
-    def _fill(self, add, sources: int) -> None:
-        count = max(1, int(round(sources * self.units * (1.0 - self.sparsity_level))))
+    def _fill(self, add, sources: int, draws: int = 1) -> None:
+        count = int(round(sources * self.units * (1.0 - self.sparsity_level)))
+        count = count if self.ncps_compatible else max(1, count)
         for flat in self._rng.choice(sources * self.units, size=count, replace=False):
-            add(int(flat // self.units), int(flat % self.units), _polarity(self._rng))
+            for _ in range(draws):
+                polarity = _ncps_polarity(self._rng) if self.ncps_compatible else _polarity(self._rng)
+            add(int(flat // self.units), int(flat % self.units), polarity)
 
     def _build_sensory(self) -> None:
-        self._fill(self.add_sensory_synapse, self.input_size)
+        self._fill(self.add_sensory_synapse, self.input_size, draws=2 if self.ncps_compatible else 1)
 
     def _config(self) -> dict[str, Any]:
-        return {**super()._config(), "sparsity_level": self.sparsity_level, "seed": self.seed}
+        return {**super()._config(), "sparsity_level": self.sparsity_level, "seed": self.seed, **_ncps_flag(self)}
 
 
 class NCP(Wiring):
     """A Neural Circuit Policy: sensory -> inter -> command (recurrent) -> motor layers.
 
     Neuron ids are ``[motor | command | inter]``, so motor neurons come first.
+
+    ``ncps_compatible=True`` reproduces ``ncps.wirings.NCP`` for the same arguments and seed: its
+    generator (``numpy.random.RandomState(seed)``) and its order, which draws every synapse in
+    :meth:`build` (so the neuron-to-neuron synapses exist only once the wiring is built, and depend
+    on the input size).
     """
 
     def __init__(self, inter_neurons: int, command_neurons: int, motor_neurons: int, sensory_fanout: int,
-                 inter_fanout: int, recurrent_command_synapses: int, motor_fanin: int, seed: int = 22222) -> None:
+                 inter_fanout: int, recurrent_command_synapses: int, motor_fanin: int, seed: int = 22222,
+                 ncps_compatible: bool = False) -> None:
         for name, value in (("inter_neurons", inter_neurons), ("command_neurons", command_neurons),
                             ("motor_neurons", motor_neurons), ("sensory_fanout", sensory_fanout),
                             ("inter_fanout", inter_fanout), ("motor_fanin", motor_fanin)):
@@ -344,9 +488,19 @@ class NCP(Wiring):
         self.recurrent_command_synapses = int(recurrent_command_synapses)
         self.motor_fanin = int(motor_fanin)
         self.seed = int(seed)
-        self._rng = np.random.default_rng(self.seed)
+        self.ncps_compatible = bool(ncps_compatible)
+        if self.ncps_compatible:
+            self._rng: Any = np.random.RandomState(self.seed)
+        else:
+            self._rng = np.random.default_rng(self.seed)
+            self._connect_neurons()
+
+    def _connect_neurons(self) -> None:
+        """Inter -> command, recurrent command, and command -> motor synapses."""
         motor, command, inter = self._groups()
-        self._connect_layers(inter, command, self.inter_fanout, self.add_synapse)
+        # ncps caps the fan-in of unreached command neurons at the number of command neurons.
+        cap = len(command) if self.ncps_compatible else len(inter)
+        self._connect_layers(inter, command, self.inter_fanout, self.add_synapse, cap)
         for _ in range(self.recurrent_command_synapses):
             self.add_synapse(int(self._rng.choice(command)), int(self._rng.choice(command)),
                              int(self._rng.choice([-1, 1])))
@@ -356,14 +510,14 @@ class NCP(Wiring):
         m, c = self.motor_neurons, self.command_neurons
         return list(range(m)), list(range(m, m + c)), list(range(m + c, self.units))
 
-    def _connect_layers(self, sources: list[int], targets: list[int], fanout: int, add) -> None:
-        """Each source reaches ``fanout`` targets; targets left unreached get the mean fan-in."""
+    def _connect_layers(self, sources: list[int], targets: list[int], fanout: int, add, cap: int) -> None:
+        """Each source reaches ``fanout`` targets; targets left unreached get the mean fan-in (at most ``cap``)."""
         unreached = set(targets)
         for src in sources:
             for dest in self._rng.choice(targets, size=fanout, replace=False):
                 unreached.discard(int(dest))
                 add(src, int(dest), int(self._rng.choice([-1, 1])))
-        fanin = int(np.clip(len(sources) * fanout // len(targets), 1, len(sources)))
+        fanin = int(np.clip(len(sources) * fanout // len(targets), 1, cap))
         for dest in sorted(unreached):
             for src in self._rng.choice(sources, size=fanin, replace=False):
                 add(int(src), dest, int(self._rng.choice([-1, 1])))
@@ -383,7 +537,9 @@ class NCP(Wiring):
     def _build_sensory(self) -> None:
         _, _, inter = self._groups()
         fanout = min(self.sensory_fanout, len(inter))
-        self._connect_layers(list(range(self.input_size)), inter, fanout, self.add_sensory_synapse)
+        self._connect_layers(list(range(self.input_size)), inter, fanout, self.add_sensory_synapse, self.input_size)
+        if self.ncps_compatible:
+            self._connect_neurons()
 
     def neuron_type(self, neuron: int) -> str:
         if neuron < self.motor_neurons:
@@ -394,17 +550,30 @@ class NCP(Wiring):
         motor, command, inter = self._groups()
         return [("inter", inter), ("command", command), ("motor", motor)]
 
+    @property
+    def num_layers(self) -> int:
+        return 3
+
+    def get_neurons_of_layer(self, layer_id: int) -> list[int]:
+        if layer_id not in (0, 1, 2):
+            raise ValueError(f"unknown layer {layer_id}; an NCP has layers 0 (inter), 1 (command) and 2 (motor).")
+        return self.layers()[layer_id][1]
+
     def _config(self) -> dict[str, Any]:
         return {"inter_neurons": self.inter_neurons, "command_neurons": self.command_neurons,
                 "motor_neurons": self.motor_neurons, "sensory_fanout": self.sensory_fanout,
                 "inter_fanout": self.inter_fanout, "recurrent_command_synapses": self.recurrent_command_synapses,
-                "motor_fanin": self.motor_fanin, "seed": self.seed}
+                "motor_fanin": self.motor_fanin, "seed": self.seed, **_ncps_flag(self)}
 
 
 class AutoNCP(NCP):
-    """An NCP sized from just ``units``, ``output_size`` and ``sparsity_level`` (ncps' recipe)."""
+    """An NCP sized from just ``units``, ``output_size`` and ``sparsity_level`` (ncps' recipe).
 
-    def __init__(self, units: int, output_size: int, sparsity_level: float = 0.5, seed: int = 22222) -> None:
+    ``ncps_compatible=True`` gives ``ncps.wirings.AutoNCP``'s circuit for the same arguments and seed.
+    """
+
+    def __init__(self, units: int, output_size: int, sparsity_level: float = 0.5, seed: int = 22222,
+                 ncps_compatible: bool = False) -> None:
         _require_positive_int("units", units)
         _require_positive_int("output_size", output_size)
         _require_sparsity(sparsity_level)
@@ -427,11 +596,17 @@ class AutoNCP(NCP):
             recurrent_command_synapses=max(int(command * density * 2), 1),
             motor_fanin=max(int(command * density), 1),
             seed=seed,
+            ncps_compatible=ncps_compatible,
         )
 
     def _config(self) -> dict[str, Any]:
         return {"units": self.auto_units, "output_size": self.output_size,
-                "sparsity_level": self.auto_sparsity, "seed": self.seed}
+                "sparsity_level": self.auto_sparsity, "seed": self.seed, **_ncps_flag(self)}
+
+
+def _ncps_flag(wiring: Wiring) -> dict[str, bool]:
+    """``ncps_compatible`` for a wiring's saved config, only where set (older configs stay valid)."""
+    return {"ncps_compatible": True} if getattr(wiring, "ncps_compatible", False) else {}
 
 
 _WIRING_CLASSES: dict[str, type[Wiring]] = {
@@ -481,3 +656,51 @@ def make(name: str, units: int, output_size: int | None = None, sparsity_level: 
             raise ValueError("an 'ncp' wiring needs output_size (the number of motor neurons).")
         return AutoNCP(units, output_size, sparsity_level=sparsity_level, **seeds)
     raise ValueError(f"unknown wiring {name!r}; choose one of {WIRING_CHOICES}.")
+
+
+def is_ncps_wiring(obj: Any) -> bool:
+    """Whether ``obj`` is an ``ncps.wirings`` wiring (recognised by its attributes; ncps need not be installed)."""
+    return (not isinstance(obj, Wiring) and hasattr(obj, "adjacency_matrix") and hasattr(obj, "units")
+            and callable(getattr(obj, "get_type_of_neuron", None)) and callable(getattr(obj, "build", None)))
+
+
+def _ncps_equivalent(wiring: Any) -> Wiring:
+    """This module's class for an ncps wiring, with the same arguments (a plain :class:`Wiring` when unknown)."""
+    kind, units, output_dim = type(wiring).__name__, int(wiring.units), wiring.output_dim
+    try:
+        if kind == "AutoNCP":
+            return AutoNCP(units, int(wiring._output_size), float(wiring._sparsity_level), int(wiring._seed),
+                           ncps_compatible=True)
+        if kind == "NCP":
+            return NCP(wiring._num_inter_neurons, wiring._num_command_neurons, wiring._num_motor_neurons,
+                       wiring._sensory_fanout, wiring._inter_fanout, wiring._recurrent_command_synapses,
+                       wiring._motor_fanin, ncps_compatible=True)
+        if kind == "FullyConnected":
+            return FullyConnected(units, output_dim, bool(wiring.self_connections), int(wiring._erev_init_seed),
+                                  ncps_compatible=True)
+        if kind == "Random":
+            return Random(units, output_dim, float(wiring.sparsity_level), int(wiring._random_seed),
+                          ncps_compatible=True)
+    except (AttributeError, TypeError, ValueError):
+        pass  # a subclass or version with other internals: keep the synapses, lose the class
+    return Wiring(units, output_dim)
+
+
+def from_ncps(wiring: Any, input_size: int | None = None) -> Wiring:
+    """An ``ncps.wirings`` wiring converted synapse for synapse (same adjacency and polarities).
+
+    ``input_size`` builds the ncps wiring first (as ``ncps.torch.LTC`` does); without it the ncps
+    wiring must already be built. The class (NCP, AutoNCP, FullyConnected, Random) and its
+    arguments carry over, so layers, neuron types and saved configs work as for this module's wirings.
+    """
+    if not is_ncps_wiring(wiring):
+        raise ValueError(f"expected an ncps.wirings wiring, got {type(wiring).__name__}.")
+    if input_size is not None:
+        wiring.build(int(input_size))
+    if wiring.input_dim is None:
+        raise ValueError("this ncps wiring is not built: pass input_size, or call wiring.build(input_size) first.")
+    ours = _ncps_equivalent(wiring)
+    ours.adjacency = np.sign(np.asarray(wiring.adjacency_matrix)).astype(np.int8)
+    ours.input_size = int(wiring.input_dim)
+    ours.sensory_adjacency = np.sign(np.asarray(wiring.sensory_adjacency_matrix)).astype(np.int8)
+    return ours

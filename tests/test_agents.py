@@ -14,6 +14,7 @@ from stable_baselines3 import PPO
 
 import envs
 from agents import LTCAgent, RunFolderError, export_onnx, export_torchscript, load_torchscript
+from agents.benchmark import agent_step_latency, format_agent_latency, halfcheetah_sized_agent
 from agents.evaluation import (EnvMismatchError, VideoUnavailableError, evaluate_agent, opengl_backend,
                                record_video)
 from ltc_rl import wirings
@@ -418,3 +419,29 @@ def test_pomdp_study_trains_evaluates_reports_and_reuses_runs(tmp_path):
     assert study.main(argv) == 0  # finished runs are reused, not retrained
     assert (tmp_path / "ltc_seed0" / "model.zip").stat().st_mtime_ns == stamp
     assert json.loads((tmp_path / "results.json").read_text())["runs"] == document["runs"]
+
+
+def test_control_step_path_matches_the_network_step_by_step():
+    agent = halfcheetah_sized_agent("ncp")
+    rng = np.random.default_rng(0)
+    state = agent.network.initial_state(1)
+    agent.reset()
+    actions = []
+    for _ in range(4):
+        obs = rng.normal(size=17) * 3  # float64, as environments return them; some entries clipped
+        with torch.no_grad():
+            expected, state = agent.network(torch.as_tensor(obs, dtype=torch.float32)[None], state,
+                                            torch.ones(1))
+        action = agent.act(obs)
+        assert action.dtype == np.float32 and action.shape == (6,)
+        np.testing.assert_allclose(action, expected[0].numpy(), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(agent.state.numpy(), state.numpy(), rtol=0, atol=1e-6)
+        actions.append((action, action.copy()))
+    assert all(np.array_equal(a, kept) for a, kept in actions)  # returned actions own their memory
+
+
+def test_agent_latency_benchmark_measures_every_path():
+    seconds = agent_step_latency("fc", blocks=1)
+    assert set(seconds) >= {"agent", "torchscript"} and all(0 < s < 0.1 for s in seconds.values())
+    table = format_agent_latency({"FC 64": seconds})
+    assert "| FC 64 |" in table and "x)" in table

@@ -61,8 +61,8 @@ def test_wrong_shapes_are_named():
         rnn(torch.randn(2, 3, 4), torch.zeros(2, 7))
     with pytest.raises(ValueError, match="2-D"):
         rnn(torch.randn(4))
-    with pytest.raises(ValueError, match="integer number of units"):
-        CfC(4, wirings.FullyConnected(4))
+    with pytest.raises(ValueError, match="backbone_units cannot be used with a wiring"):
+        CfC(4, wirings.FullyConnected(4), backbone_units=8)
 
 
 def test_modules_move_with_to_and_keep_no_hidden_cpu_tensors():

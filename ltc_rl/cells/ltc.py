@@ -26,12 +26,14 @@ selects the code below, which the tests compare the fast path against.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from ltc_rl.cells.base import RecurrentCell, as_timespan
 from ltc_rl.kernels import ltc_fast
-from ltc_rl.wirings import FullyConnected, Wiring
+from ltc_rl.wirings import FullyConnected, Wiring, from_ncps, is_ncps_wiring
 
 __all__ = ["LTCCell", "SOLVERS"]
 
@@ -50,10 +52,47 @@ _INIT_RANGES = {
 }
 
 
-def make_wiring(units_or_wiring: int | Wiring, input_size: int) -> Wiring:
-    """An int means a fully connected wiring of that many units; wirings are built for ``input_size``."""
+def make_wiring(units_or_wiring: Any, input_size: int) -> Wiring:
+    """An int means a fully connected wiring of that many units; wirings are built for ``input_size``.
+
+    An ``ncps.wirings`` object is converted synapse for synapse (see :func:`ltc_rl.wirings.from_ncps`).
+    """
+    if is_ncps_wiring(units_or_wiring):
+        return from_ncps(units_or_wiring, input_size)
     wiring = units_or_wiring if isinstance(units_or_wiring, Wiring) else FullyConnected(units_or_wiring)
     return wiring.build(input_size)
+
+
+def _is_wiring(value: Any) -> bool:
+    return isinstance(value, Wiring) or is_ncps_wiring(value)
+
+
+def _cell_arguments(input_size: Any, units_or_wiring: Any, wiring: Any = None,
+                   in_features: int | None = None) -> tuple[int, Any]:
+    """``(input_size, units_or_wiring)`` from this package's order or ncps's ``(wiring, in_features)``.
+
+    ncps's keywords ``wiring=`` and ``in_features=`` are accepted too; without an input size the
+    wiring must already be built.
+    """
+    if wiring is not None:
+        if units_or_wiring is not None:
+            raise ValueError("pass the wiring once: either units_or_wiring or wiring=, not both.")
+        units_or_wiring = wiring
+    if _is_wiring(input_size) and not _is_wiring(units_or_wiring):  # ncps's order: (wiring, in_features)
+        input_size, units_or_wiring = units_or_wiring, input_size
+    if in_features is not None:
+        if input_size is not None:
+            raise ValueError("pass the input size once: either input_size or in_features=, not both.")
+        input_size = in_features
+    if units_or_wiring is None:
+        raise ValueError("an LTC cell needs units_or_wiring: a number of neurons or a wiring, "
+                         "e.g. LTCCell(input_size, 64) or LTCCell(input_size, wirings.AutoNCP(32, 6)).")
+    if input_size is None:
+        input_size = getattr(units_or_wiring, "input_dim", None)
+        if input_size is None:
+            raise ValueError("the wiring is not built, so the input size is unknown: pass it, "
+                             "e.g. LTCCell(input_size, wiring) or LTCCell(wiring, in_features).")
+    return input_size, units_or_wiring
 
 
 class LTCCell(RecurrentCell):
@@ -61,7 +100,9 @@ class LTCCell(RecurrentCell):
 
     Args:
         input_size: number of input features (sensory neurons).
-        units_or_wiring: number of fully connected neurons, or a :class:`~ltc_rl.wirings.Wiring`.
+        units_or_wiring: number of fully connected neurons, or a :class:`~ltc_rl.wirings.Wiring`
+            (an ``ncps.wirings`` object is converted exactly). ncps's order ``LTCCell(wiring, in_features)``
+            and its keywords ``wiring=`` / ``in_features=`` work too.
         solver: ``"fused"`` (paper, default), ``"euler"`` or ``"rk4"``.
         ode_unfolds: solver sub-steps per cell step.
         input_mapping / output_mapping: ``"affine"``, ``"linear"`` or None (per-feature scale and shift).
@@ -78,8 +119,8 @@ class LTCCell(RecurrentCell):
 
     def __init__(
         self,
-        input_size: int,
-        units_or_wiring: int | Wiring,
+        input_size: int | None = None,
+        units_or_wiring: int | Wiring | None = None,
         solver: str = "fused",
         ode_unfolds: int = 6,
         input_mapping: str | None = "affine",
@@ -87,8 +128,12 @@ class LTCCell(RecurrentCell):
         epsilon: float = 1e-8,
         implicit_param_constraints: bool = False,
         fast: bool = True,
+        *,
+        wiring: Wiring | None = None,
+        in_features: int | None = None,
     ) -> None:
         super().__init__()
+        input_size, units_or_wiring = _cell_arguments(input_size, units_or_wiring, wiring, in_features)
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}.")
         if input_mapping not in _MAPPINGS or output_mapping not in _MAPPINGS:
@@ -155,6 +200,16 @@ class LTCCell(RecurrentCell):
         return self.wiring.synapse_count
 
     @property
+    def sensory_size(self) -> int:
+        """ncps's name of :attr:`input_size`."""
+        return self.input_size
+
+    @property
+    def motor_size(self) -> int:
+        """ncps's name of :attr:`output_size` (the motor neurons)."""
+        return self.output_size
+
+    @property
     def sensory_synapse_count(self) -> int:
         return self.wiring.sensory_synapse_count
 
@@ -177,9 +232,13 @@ class LTCCell(RecurrentCell):
     @staticmethod
     def _synapses(pre: Tensor, weight: Tensor, mu: Tensor, sigma: Tensor, erev: Tensor,
                   mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Summed ``w s(pre) erev`` and ``w s(pre)`` per post-synaptic neuron."""
-        activation = weight * torch.sigmoid((pre.unsqueeze(-1) - mu) * sigma) * mask
-        return (activation * erev).sum(dim=1), activation.sum(dim=1)
+        """Summed ``w s(pre) erev`` and ``w s(pre)`` per post-synaptic neuron.
+
+        The parameter-only products come first, so that exports fold them into constants.
+        """
+        weight = weight * mask
+        s = torch.sigmoid((pre.unsqueeze(-1) - mu) * sigma)
+        return (s * (weight * erev)).sum(dim=1), (s * weight).sum(dim=1)
 
     def sensory_drive(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Input synapses' contribution (constant over the unfolds of one step)."""
@@ -194,14 +253,6 @@ class LTCCell(RecurrentCell):
         current = gleak * (self.vleak - v) + numerator + drive[0] - (conductance + drive[1]) * v
         return current / self.positive(self.cm)
 
-    def _fused_step(self, v: Tensor, drive: tuple[Tensor, Tensor], cm_t: Tensor) -> Tensor:
-        numerator, conductance = self._synapses(v, self.positive(self.w), self.mu, self.sigma, self.erev,
-                                                self.sparsity_mask)
-        gleak = self.positive(self.gleak)
-        top = cm_t * v + gleak * self.vleak + numerator + drive[0]
-        bottom = cm_t + gleak + conductance + drive[1]
-        return top / (bottom + self.epsilon)
-
     def forward(self, x: Tensor, state: Tensor, dt: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
         if self.fast:
             return ltc_fast.cell_step(self, x, state, dt)
@@ -209,9 +260,14 @@ class LTCCell(RecurrentCell):
         drive = self.sensory_drive(x)
         v = state
         if self.solver == "fused":
-            cm_t = self.positive(self.cm) / h
+            # v' = (cm/h v + gleak vleak + num + sensory num) / (cm/h + gleak + cond + sensory cond + epsilon);
+            # the terms that stay the same over the unfolds of one step are summed once.
+            w, gleak, cm_t = self.positive(self.w), self.positive(self.gleak), self.positive(self.cm) / h
+            top_rest = gleak * self.vleak + drive[0]
+            bottom_rest = cm_t + gleak + drive[1] + self.epsilon
             for _ in range(self.ode_unfolds):
-                v = self._fused_step(v, drive, cm_t)
+                numerator, conductance = self._synapses(v, w, self.mu, self.sigma, self.erev, self.sparsity_mask)
+                v = (cm_t * v + top_rest + numerator) / (bottom_rest + conductance)
         elif self.solver == "euler":
             for _ in range(self.ode_unfolds):
                 v = v + h * self.derivative(v, drive)

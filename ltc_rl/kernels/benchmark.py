@@ -31,7 +31,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["Case", "Result", "default_cases", "run_case", "run_cases", "format_table", "worker_main"]
+__all__ = ["Case", "Result", "default_cases", "run_case", "run_cases", "format_table", "worker_main",
+           "interleaved_latency", "sequence_step_latency", "format_step_latency", "STEP_SHAPES"]
 
 IMPLEMENTATIONS = ("ncps", "ltc_rl")
 
@@ -331,4 +332,77 @@ def format_table(results: list[Result]) -> str:
             lines.append(f"| {case.label} | {_seconds(ncps_r, 1e6, 1)} | {_seconds(ours, 1e6, 1)} | "
                          f"{_ratio(ncps_r.seconds, ours.seconds) if both else '-'} | "
                          f"{f'{ours.first_seconds:.1f}' if _ok(ours) else '-'} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- control-step latency
+#: The shapes of the control-step comparison: (label, wiring, units, motor neurons); 17 inputs.
+STEP_SHAPES = (("FC 64", "fc", 64, 6), ("AutoNCP(64,6)", "autoncp", 64, 6))
+
+
+def interleaved_latency(calls: dict[str, Any], blocks: int = 15, calls_per_block: int = 200,
+                        warmup: int = 50) -> dict[str, float]:
+    """Seconds per call of each function: the median of a block of calls, the best of ``blocks`` blocks.
+
+    The functions take turns block by block, so that all of them are sampled over the same window
+    of the machine's load and their ratios are fair even on a busy machine.
+    """
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    best = {name: float("inf") for name in calls}
+    for _ in range(blocks):
+        for name, call in calls.items():
+            samples = []
+            for _ in range(calls_per_block):
+                start = time.perf_counter()
+                call()
+                samples.append(time.perf_counter() - start)
+            best[name] = min(best[name], statistics.median(samples))
+    return best
+
+
+def _sequence_models(wiring: str, units: int, motor: int, inputs: int) -> tuple[Any, Any]:
+    """ncps's ``LTC`` and ours with the same circuit (ncps's generator) and the same weights."""
+    import ncps.torch
+    import ncps.wirings as ncps_wirings
+
+    from ltc_rl import wirings
+    from ltc_rl.sequence import LTC
+
+    if wiring == "fc":
+        theirs, ours = ncps_wirings.FullyConnected(units), wirings.FullyConnected(units, ncps_compatible=True)
+    else:
+        theirs, ours = ncps_wirings.AutoNCP(units, motor), wirings.AutoNCP(units, motor, ncps_compatible=True)
+    reference, model = ncps.torch.LTC(inputs, theirs), LTC(inputs, ours)
+    model.load_state_dict(reference.state_dict())  # the same parameter names; masks and polarities included
+    return reference, model
+
+
+def sequence_step_latency(threads: int = 1, blocks: int = 15, inputs: int = 17) -> list[dict[str, Any]]:
+    """One control step through the sequence API, ``y, h = LTC(...)(x_t, h)`` with ``x_t`` of one time step,
+    batch 1, no grad: ncps against ltc_rl on :data:`STEP_SHAPES` (needs ncps). Rows: label, ncps_s, ltc_rl_s."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    rows = []
+    for label, wiring, units, motor in STEP_SHAPES:
+        reference, ours = _sequence_models(wiring, units, motor, inputs)
+        x, h = torch.randn(1, 1, inputs), torch.zeros(1, units)
+        with torch.no_grad():
+            seconds = interleaved_latency({"ncps": lambda: reference(x, h), "ltc_rl": lambda: ours(x, h)},
+                                          blocks=blocks, calls_per_block=100)
+        rows.append({"label": label, "ncps_s": seconds["ncps"], "ltc_rl_s": seconds["ltc_rl"]})
+    return rows
+
+
+def format_step_latency(rows: list[dict[str, Any]]) -> str:
+    """The sequence-API control-step comparison as a markdown table (us, ratio ncps / ltc_rl)."""
+    lines = ["One control step through the sequence API, y, h = LTC(17, wiring)(x_t, h) (batch 1, no grad; "
+             "us, median of a block, best block, the two taking turns):", "",
+             "| shape | ncps us | ltc_rl us | ncps / ltc_rl |", "|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['label']} | {row['ncps_s'] * 1e6:.1f} | {row['ltc_rl_s'] * 1e6:.1f} | "
+                     f"{_ratio(row['ncps_s'], row['ltc_rl_s'])} |")
     return "\n".join(lines)

@@ -108,8 +108,8 @@ class CellTensors(NamedTuple):
 
     @classmethod
     def of(cls, cell: Any) -> "CellTensors":
-        params, buffers = cell._parameters, cell._buffers  # direct lookups: this runs on every step
-        return cls(*(params[name] if name in params else buffers.get(name) for name in cls._fields))
+        # Direct lookups in one merged dict: this runs on every control step.
+        return cls._make(map({**cell._buffers, **cell._parameters}.get, cls._fields))
 
 
 # ---------------------------------------------------------------------------- layout and parameters
