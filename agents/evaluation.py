@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from ltc_rl.rl.elapsed_time import ELAPSED_TIME_KEY
 from ltc_rl.rl.evaluation import evaluate
 
 __all__ = ["EnvMismatchError", "VideoUnavailableError", "EvaluationResult", "EpisodeTrace", "env_options_for",
-           "check_env", "evaluate_agent", "robustness", "format_table", "write_json", "record_episode",
+           "check_env", "evaluate_agent", "robustness", "evaluate_run_noise", "format_table", "write_json", "record_episode",
            "plot_neuron_activity", "opengl_backend", "action_mode", "check_video", "record_video",
            "resolve_env_id"]
 
@@ -151,6 +152,18 @@ def robustness(agent: LTCAgent, noise_levels: list[float], episodes: int = 10, e
                deterministic: bool = True, seed: int = 0) -> list[EvaluationResult]:
     """One evaluation per observation-noise level, all on the same seeds (common random numbers)."""
     return [evaluate_agent(agent, episodes, env_id, level, deterministic, seed) for level in noise_levels]
+
+
+def evaluate_run_noise(run_dir: str | Path, noise_levels: Sequence[float], episodes: int = 10,
+                       seed: int = 0) -> list[dict[str, Any]]:
+    """Deterministic returns of a run folder's final model at each observation-noise level, as JSON-ready dicts.
+
+    What ``scripts/evaluate.py --model RUN_DIR --deterministic --obs-noise ...`` computes; a plain function of
+    picklable arguments, so benchmark worker processes (:mod:`ltc_rl.studies.rl_benchmark`) can call it.
+    """
+    agent = LTCAgent.load(run_dir)
+    return [result.to_dict() for result in robustness(agent, list(noise_levels), episodes, deterministic=True,
+                                                      seed=seed)]
 
 
 def action_mode(deterministic: bool) -> str:
