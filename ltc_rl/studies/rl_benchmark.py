@@ -323,9 +323,9 @@ def merge_settings(saved: BenchmarkSettings, new: BenchmarkSettings, where: str 
     existing runs mean (steps, shared hyperparameters, a task's or policy's definition) is refused."""
     differing = [name for name in ("total_timesteps", "hp", "noise_episodes")
                  if getattr(saved, name) != getattr(new, name)]
-    for kind in ("tasks", "policies"):
+    for kind, label in (("tasks", "task"), ("policies", "policy")):
         old, now = getattr(saved, kind), getattr(new, kind)
-        differing += [f"{kind[:-1]} {name}" for name in now if name in old and old[name] != now[name]]
+        differing += [f"{label} {name}" for name in now if name in old and old[name] != now[name]]
     if differing:
         raise ConfigError(f"{where} holds a benchmark with other settings (differs in {', '.join(differing)}); "
                           "repeat its settings to continue it (seeds, tasks and policies may be added), or choose "
@@ -404,7 +404,7 @@ def plan_runs(settings: BenchmarkSettings, output: str | Path) -> list[PlannedRu
             if is_finished(run_dir):
                 missing = set(settings.noise_levels) - set(_noise_results(run_dir, settings.noise_episodes))
                 state = "evaluate" if missing else "done"
-            elif latest_checkpoint(run_dir / "checkpoints") is not None:
+            elif latest_checkpoint(run_dir / "checkpoints", validate=False) is not None:  # resuming checks it
                 state = "resume"
             else:
                 state = "new"
