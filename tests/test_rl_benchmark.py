@@ -266,7 +266,7 @@ def test_report_only_with_no_finished_run_says_so(tmp_path):
 # ---------------------------------------------------------------------------------------------- end to end
 TINY_FLAGS = ["--tasks", "CartPole-v1", "--policies", "ltc,mlp", "--seeds", "0,1", "--hp", "n_envs=2",
               "--hp", "n_steps=64", "--hp", "batch_size=64", "--hp", "eval_freq=128", "--hp", "n_eval_episodes=2",
-              "--hp", "checkpoint_freq=128", "--hp", "policy_kwargs.units=8", "--noise", "0,0.1", "--noise-episodes",
+              "--hp", "checkpoint_freq=128", "--noise", "0,0.1", "--noise-episodes",
               "2", "--thresholds", "20", "--workers", "2", "--reps", "200", "--progress-every", "2"]
 
 
@@ -308,8 +308,8 @@ def test_interrupted_benchmark_resumes_without_retraining_finished_runs(tmp_path
     first = subprocess.Popen(command, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     runs = output / "runs" / "CartPole-v1"
     deadline = time.monotonic() + 600
-    # wait until the first run is finished and another has a checkpoint but is not done: then Ctrl-C
-    while not (runs.is_dir() and any(is_finished(run) for run in runs.glob("*/*"))
+    # wait until a run is complete and another has a checkpoint but is not done: then Ctrl-C
+    while not (runs.is_dir() and any((run / "model.zip").is_file() for run in runs.glob("*/*"))
                and any((run / "checkpoints").is_dir() and not is_finished(run) for run in runs.glob("*/*"))):
         assert first.poll() is None and time.monotonic() < deadline, "no run finished"
         time.sleep(0.2)

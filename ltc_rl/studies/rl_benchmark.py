@@ -439,21 +439,32 @@ class RunOutcome:
     message: str = ""
 
 
-_busy = False  # whether this worker process is running a job (SIGINT interrupts it; an idle worker ignores it)
+_busy = False  # whether this worker process is running a job
+_stop_requested = False  # SIGINT reached this worker while it was running a job
 
 
-def _interrupt_if_busy(signal_number: int, frame: Any) -> None:
+def _request_stop(signal_number: int, frame: Any) -> None:
+    """A worker's SIGINT handler outside training: remember the request (training itself installs its own handler,
+    which stops after the current step with a checkpoint); raising here could cut a run's final saves short."""
+    global _stop_requested
     if _busy:
-        raise KeyboardInterrupt
+        _stop_requested = True
+
+
+def _stop_training_if_requested(metrics: Mapping[str, Any]) -> None:
+    """Called at every periodic evaluation (inside training): a stop requested before training started is
+    passed on to training's own signal handler."""
+    if _stop_requested:
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _init_worker(threads: int) -> None:
-    """Worker-process set-up: torch threads, SIGINT only while a run is going, and stop (SIGTERM to itself, which
-    training answers with a checkpoint) once the benchmark process is gone, e.g. after SIGKILL."""
+    """Worker-process set-up: torch threads, SIGINT remembered outside training, and stop (SIGTERM to itself,
+    which training answers with a checkpoint) once the benchmark process is gone, e.g. after SIGKILL."""
     import torch
 
     torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, _interrupt_if_busy)
+    signal.signal(signal.SIGINT, _request_stop)
     parent = os.getppid()
 
     def watch() -> None:
@@ -479,10 +490,10 @@ def _update_noise_eval(run_dir: Path, levels: Sequence[float], episodes: int, ev
 
 def _run_job(job: _Job) -> RunOutcome:
     """Trains (or resumes) one run and evaluates it at the noise levels; errors become a failed outcome."""
-    global _busy
+    global _busy, _stop_requested
     import torch
 
-    _busy = True
+    _busy, _stop_requested = True, False
     torch.set_num_threads(job.threads)
     run, start = job.run, time.monotonic()
     verb = "evaluating" if run.state == "evaluate" else "resuming" if run.state == "resume" else "started"
@@ -490,13 +501,15 @@ def _run_job(job: _Job) -> RunOutcome:
     try:
         if run.state != "evaluate":
             run_trial({"policy": job.sweep.policies[0], "seed": run.seed}, job.sweep, run.run_dir.parent,
-                      lambda metrics: None, job.make_env, job.env_ids)
+                      _stop_training_if_requested, job.make_env, job.env_ids)
+        if _stop_requested:  # the run is complete; its noise evaluation is left to the rerun
+            return RunOutcome(run, "interrupted", time.monotonic() - start)
         if job.noise_levels and job.evaluate_noise is not None:
             _update_noise_eval(run.run_dir, job.noise_levels, job.noise_episodes, job.evaluate_noise)
         with np.load(run.run_dir / EVALUATIONS_FILE) as saved:
             final = float(np.mean(saved["results"][-1]))
         return RunOutcome(run, "finished", time.monotonic() - start, final)
-    except (TrainingInterrupted, KeyboardInterrupt):
+    except (TrainingInterrupted, KeyboardInterrupt):  # KeyboardInterrupt: a cancelled Ray task
         return RunOutcome(run, "interrupted", time.monotonic() - start)
     except Exception as exc:  # noqa: BLE001 - one failed run is reported and the benchmark goes on
         job.errors_dir.mkdir(parents=True, exist_ok=True)
