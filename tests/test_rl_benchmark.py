@@ -196,6 +196,31 @@ def test_a_benchmark_with_nothing_left_runs_nothing(tmp_path):
     assert result.done == 4 and result.outcomes == [] and "4 runs, 4 already done, 0 to run" in lines[0]
 
 
+def fake_noise_evaluation(run_dir: Path, levels: list[float], episodes: int) -> list[dict]:
+    """A noise evaluator for worker processes: the run's seed as the return; seed 1 fails."""
+    seed = int(run_dir.name.rsplit("seed", 1)[1])
+    if seed == 1:
+        raise RuntimeError("simulated failure")
+    return [{"obs_noise": level, "mean_return": float(seed), "returns": [float(seed)] * episodes} for level in levels]
+
+
+def test_a_failing_run_is_one_line_and_the_others_go_on(tmp_path):
+    settings = _tiny(noise="0,0.1", noise_episodes=2)
+    for policy in ("ltc", "mlp"):
+        for seed in (0, 1):
+            _fake_run(run_folder(tmp_path, settings, "CartPole-v1", policy, seed), "CartPole-v1", policy, seed,
+                      [1.0, 2.0], 200, {0.0: 5.0}, episodes=2)  # trained; sigma 0.1 still to evaluate
+    lines = []
+    result = run_benchmark(settings, tmp_path, workers=1, evaluate_noise=fake_noise_evaluation, log=lines.append)
+    failed = [line for line in lines if line.startswith("FAILED")]
+    assert len(failed) == 2 and all("RuntimeError: simulated failure (traceback in " in line for line in failed)
+    assert result.done == 2 and len(result.failed) == 2 and not result.interrupted
+    saved = json.loads((run_folder(tmp_path, settings, "CartPole-v1", "mlp", 0) / NOISE_FILE).read_text())
+    assert [(r["obs_noise"], r["mean_return"]) for r in saved["results"]] == [(0.0, 5.0), (0.1, 0.0)]
+    assert "simulated failure" in (tmp_path / "logs" / "CartPole-v1__ltc__seed1.log").read_text()
+    assert [run.seed for run in plan_runs(settings, tmp_path) if run.state != "done"] == [1, 1]
+
+
 def _report_fixture(tmp_path: Path) -> tuple[BenchmarkSettings, dict[str, list[float]]]:
     study = {"tasks": {"CartPole-v1": None}, "policies": {"ltc": None, "mlp": None}, "seeds": [0, 1, 2, 3, 4],
              "total_timesteps": 500, "noise": [0.0, 0.2], "thresholds": [30]}
@@ -217,7 +242,7 @@ def _cell(markdown: str, row_start: str) -> list[str]:
 
 def test_report_tables_match_a_direct_computation(tmp_path):
     settings, finals = _report_fixture(tmp_path)
-    paths = write_report(tmp_path, reps=500)
+    paths = write_report(tmp_path, reps=200)
     markdown = (tmp_path / "results.md").read_text()
     ltc, mlp = np.array(finals["ltc"]), np.array(finals["mlp"])
     row = _cell(markdown, "| ltc |")

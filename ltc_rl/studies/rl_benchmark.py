@@ -31,7 +31,7 @@ The output folder::
     benchmark.yaml                          the settings (a rerun must agree; seeds, tasks, policies may be added)
     runs/<task>/<policy>/<env>_<base policy>_seed<seed>/   one run folder each (ltc_rl.training layout)
         noise_eval.json                     deterministic returns at every noise level
-    errors/<task>__<policy>__seed<seed>.txt the traceback of a failed run
+    logs/<task>__<policy>__seed<seed>.log   what training printed (periodic evaluations), and a failed run's traceback
     results.md, results.csv, *.png          the report (ltc_rl.studies.rl_report)
 
 Resuming: a finished run is not trained again (only missing noise levels are evaluated), a run with a
@@ -41,6 +41,7 @@ command after Ctrl-C, SIGKILL or the end of a session continues where it stopped
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -71,7 +72,7 @@ __all__ = ["TaskSpec", "PolicySpec", "BenchmarkSettings", "PlannedRun", "RunOutc
 SETTINGS_FILE = "benchmark.yaml"
 NOISE_FILE = "noise_eval.json"
 RUNS_DIR = "runs"
-ERRORS_DIR = "errors"
+LOGS_DIR = "logs"
 #: Env options a task or a policy variant may set (``scripts/train.py``'s --obs-noise, --irregular, --dt-in-obs).
 ENV_OPTIONS: dict[str, Any] = {"obs_noise": 0.0, "irregular": None, "dt_in_obs": False}
 _STUDY_KEYS = ("tasks", "policies", "seeds", "total_timesteps", "hp", "noise", "noise_episodes", "thresholds",
@@ -422,7 +423,7 @@ class _Job:
     noise_levels: tuple[float, ...]
     noise_episodes: int
     threads: int
-    errors_dir: Path
+    logs_dir: Path
     make_env: EnvFactory
     env_ids: tuple[str, ...] | None
     evaluate_noise: NoiseEvaluator | None
@@ -498,10 +499,13 @@ def _run_job(job: _Job) -> RunOutcome:
     run, start = job.run, time.monotonic()
     verb = "evaluating" if run.state == "evaluate" else "resuming" if run.state == "resume" else "started"
     print(f"{verb} {run.label}", flush=True)
+    job.logs_dir.mkdir(parents=True, exist_ok=True)
+    log_path = job.logs_dir / f"{run.task}__{run.policy}__seed{run.seed}.log"
     try:
         if run.state != "evaluate":
-            run_trial({"policy": job.sweep.policies[0], "seed": run.seed}, job.sweep, run.run_dir.parent,
-                      _stop_training_if_requested, job.make_env, job.env_ids)
+            with log_path.open("a") as log, contextlib.redirect_stdout(log):
+                run_trial({"policy": job.sweep.policies[0], "seed": run.seed}, job.sweep, run.run_dir.parent,
+                          _stop_training_if_requested, job.make_env, job.env_ids)
         if _stop_requested:  # the run is complete; its noise evaluation is left to the rerun
             return RunOutcome(run, "interrupted", time.monotonic() - start)
         if job.noise_levels and job.evaluate_noise is not None:
@@ -512,12 +516,10 @@ def _run_job(job: _Job) -> RunOutcome:
     except (TrainingInterrupted, KeyboardInterrupt):  # KeyboardInterrupt: a cancelled Ray task
         return RunOutcome(run, "interrupted", time.monotonic() - start)
     except Exception as exc:  # noqa: BLE001 - one failed run is reported and the benchmark goes on
-        job.errors_dir.mkdir(parents=True, exist_ok=True)
-        path = job.errors_dir / f"{run.task}__{run.policy}__seed{run.seed}.txt"
-        text = traceback.format_exc()
-        atomic_write(path, lambda handle: handle.write(text.encode()))
+        with log_path.open("a") as log:
+            log.write(traceback.format_exc())
         return RunOutcome(run, "failed", time.monotonic() - start,
-                          message=f"{type(exc).__name__}: {one_line(exc)} (traceback: {path})")
+                          message=f"{type(exc).__name__}: {one_line(exc)} (traceback in {log_path})")
     finally:
         _busy = False
 
@@ -646,7 +648,7 @@ def run_benchmark(settings: BenchmarkSettings, output: str | Path, *, workers: i
         except ConfigError as exc:
             raise ConfigError(f"task {task}, policy {policy}: {one_line(exc)}") from None
     jobs = [_Job(run, settings.sweep_settings(run.task, run.policy), settings.noise_levels, settings.noise_episodes,
-                 threads, output / ERRORS_DIR, make_env, env_ids, evaluate_noise)
+                 threads, output / LOGS_DIR, make_env, env_ids, evaluate_noise)
             for run in planned if run.state != "done"]
     result = BenchmarkResult(output, merged, planned, [])
     log(f"benchmark {output}: {len(planned)} runs, {len(planned) - len(jobs)} already done, {len(jobs)} to run "
