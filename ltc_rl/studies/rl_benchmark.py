@@ -472,6 +472,9 @@ def _init_worker(threads: int) -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
         os.kill(os.getpid(), signal.SIGTERM)
+        while _busy:  # training is saving its checkpoint; then nothing will ever send this worker a job
+            time.sleep(0.2)
+        os._exit(128 + signal.SIGTERM)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
