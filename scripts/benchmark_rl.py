@@ -1,7 +1,7 @@
 """Multi-seed benchmark of policies x tasks x seeds (each run a scripts/train.py run), noise robustness, rliable report.
 
     python scripts/benchmark_rl.py --tasks HalfCheetah-v4,HalfCheetahNoVel-v4 --policies ltc,ncp,lstm,mlp \\
-        --seeds 0,1,2 --total-timesteps 1000000 --noise 0,0.1,0.2 --out runs/bench --workers 2 --threads 1
+        --seeds 0,1,2 --total-timesteps 1000000 --obs-noise 0 0.1 0.2 --out runs/bench --workers 2 --num-threads 1
     python scripts/benchmark_rl.py --study ltc_rl/studies/halfcheetah.yml --out runs/bench_halfcheetah
     python scripts/benchmark_rl.py --study ltc_rl/studies/halfcheetah.yml --out runs/bench_halfcheetah --ray auto
     python scripts/benchmark_rl.py --out runs/bench_halfcheetah --report-only
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import envs
 from agents.evaluation import evaluate_run_noise
+from ltc_rl.cli import add_num_threads, add_obs_noise, add_total_timesteps
 from ltc_rl.errors import cli_main
 from ltc_rl.studies.rl_benchmark import build_settings, load_study, run_benchmark
 from ltc_rl.studies.rl_report import write_report
@@ -31,21 +32,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="benchmark folder (rerun the same command to continue)")
     parser.add_argument("--study", metavar="FILE.yml", help="tasks, policy variants, seeds, steps, noise levels")
-    parser.add_argument("--tasks", help=f"comma-separated task names or env ids ({', '.join(envs.available_ids())})")
+    parser.add_argument("--tasks", help="comma-separated task names of the study or gymnasium ids (shipped: "
+                                        f"{', '.join(envs.available_ids())})")
     parser.add_argument("--policies", help=f"comma-separated policy names, from the study or {', '.join(POLICIES)}")
     parser.add_argument("--seeds", help="number of seeds (0..N-1) or a comma-separated list (default: study, else 0,1,2)")
-    parser.add_argument("--total-timesteps", type=int, help="steps per run (default: study, else the env's n_timesteps)")
+    add_total_timesteps(parser, help="steps per run (default: the study's, else the env's n_timesteps)")
     parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                         help="hyperparameter for every run, as in train.py (repeatable)")
-    parser.add_argument("--noise", metavar="SIGMAS", help="observation-noise levels of the robustness evaluation, "
-                                                          "e.g. 0,0.1,0.2 (default: the study's, else none)")
+    add_obs_noise(parser, levels=True, help="observation-noise levels of the robustness evaluation, e.g. 0 0.1 0.2 "
+                                            "(default: the study's, else none)")
     parser.add_argument("--noise-episodes", type=int, help="deterministic episodes per noise level (default 10)")
     parser.add_argument("--thresholds", metavar="RETURNS", help="results.csv: steps until each return, e.g. 3000")
     parser.add_argument("--reference", help="policy compared with every other by probability of improvement "
                                             "(default ltc)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--workers", type=int, default=1, help="runs at a time (default 1)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    add_num_threads(parser, default=1)
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                         help="run on Ray: a local instance, or the cluster at ADDRESS (auto, ray://HEAD:10001)")
     parser.add_argument("--progress-every", type=float, default=60.0, help="seconds between progress lines")
@@ -61,11 +63,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     settings = build_settings(
         load_study(args.study) if args.study else None, args.tasks, args.policies, args.seeds, args.total_timesteps,
-        args.hp, args.noise, args.noise_episodes, args.thresholds, args.reference, args.device,
+        args.hp, args.obs_noise, args.noise_episodes, args.thresholds, args.reference, args.device,
         command=" ".join(shlex.quote(part) for part in ["python", "scripts/benchmark_rl.py", *argv]))
-    result = run_benchmark(settings, args.out, workers=args.workers, threads=args.threads,
+    result = run_benchmark(settings, args.out, workers=args.workers, threads=args.num_threads,
                            use_ray=args.ray is not None, ray_address=None if args.ray in (None, "local") else args.ray,
-                           make_env=envs.make_vec, env_ids=envs.available_ids(), evaluate_noise=evaluate_run_noise,
+                           make_env=envs.make_vec, evaluate_noise=evaluate_run_noise,
                            progress_every=args.progress_every, log=lambda line: print(line, flush=True))
     paths = write_report(result.output, result.settings, reps=args.reps)
     print(f"{result.done} of {len(result.planned)} runs done, {len(result.failed)} failed; report: "

@@ -145,7 +145,7 @@ def test_a_changed_policy_definition_is_refused(tmp_path):
 def test_script_reports_bad_settings_in_one_line(tmp_path, capsys):
     prepare_output(tmp_path / "bench", _tiny())
     code = benchmark_script.main(["--out", str(tmp_path / "bench"), "--tasks", "CartPole-v1", "--policies", "ltc,mlp",
-                                  "--seeds", "0,1", "--total-timesteps", "999", "--hp", "n_steps=64", "--noise", "0,0.1"])
+                                  "--seeds", "0,1", "--total-timesteps", "999", "--hp", "n_steps=64", "--obs-noise", "0", "0.1"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "differs in total_timesteps" in err and "\n" not in err
     assert benchmark_script.main(["--out", str(tmp_path / "none"), "--report-only"]) == 2
@@ -291,8 +291,9 @@ def test_report_only_with_no_finished_run_says_so(tmp_path):
 # ---------------------------------------------------------------------------------------------- end to end
 TINY_FLAGS = ["--tasks", "CartPole-v1", "--policies", "ltc,mlp", "--seeds", "0,1", "--hp", "n_envs=2",
               "--hp", "n_steps=64", "--hp", "batch_size=64", "--hp", "eval_freq=128", "--hp", "n_eval_episodes=2",
-              "--hp", "checkpoint_freq=128", "--noise", "0,0.1", "--noise-episodes",
-              "2", "--thresholds", "20", "--workers", "2", "--reps", "200", "--progress-every", "2"]
+              "--hp", "checkpoint_freq=128", "--obs-noise", "0", "0.1",
+              "--noise-episodes", "2", "--thresholds", "20", "--workers", "2", "--num-threads", "1", "--reps", "200",
+              "--progress-every", "2"]
 
 
 def _command(output: Path, steps: int) -> list[str]:

@@ -59,10 +59,11 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ltc_rl.cli import parse_list, parse_seeds
 from ltc_rl.errors import ConfigError, TrainingInterrupted, one_line
 from ltc_rl.rl.callbacks import EVALUATIONS_FILE, atomic_write, latest_checkpoint
 from ltc_rl.rl.summary import is_finished
-from ltc_rl.sweep import SweepSettings, check_sweep, parse_seeds, require_ray, run_trial, trial_name
+from ltc_rl.sweep import SweepSettings, check_sweep, require_ray, run_trial, trial_name
 from ltc_rl.training import POLICIES, EnvFactory, parse_overrides, sb3_make_vec
 
 __all__ = ["TaskSpec", "PolicySpec", "BenchmarkSettings", "PlannedRun", "RunOutcome", "BenchmarkResult",
@@ -251,7 +252,7 @@ def load_study(path: str | Path) -> dict[str, Any]:
 
 
 def _names(text: str | None) -> list[str] | None:
-    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+    return None if text is None else parse_list(text)
 
 
 def _floats(what: str, values: Any) -> tuple[float, ...]:
@@ -260,12 +261,12 @@ def _floats(what: str, values: Any) -> tuple[float, ...]:
     try:
         return tuple(float(value) for value in values)
     except (TypeError, ValueError):
-        raise ConfigError(f"{what} takes numbers (e.g. 0,0.1,0.2), got {values!r}.") from None
+        raise ConfigError(f"{what} takes numbers (e.g. 0 0.1 0.2), got {values!r}.") from None
 
 
 def build_settings(study: Mapping[str, Any] | None = None, tasks: str | None = None, policies: str | None = None,
                    seeds: str | Sequence[int] | None = None, total_timesteps: int | None = None,
-                   hp: Sequence[str] = (), noise: str | None = None, noise_episodes: int | None = None,
+                   hp: Sequence[str] = (), noise: str | Sequence[float] | None = None, noise_episodes: int | None = None,
                    thresholds: str | None = None, reference: str | None = None, device: str = "auto",
                    command: str = "") -> BenchmarkSettings:
     """The settings of a benchmark command: the study (from :func:`load_study`), overridden by the flags.
@@ -302,7 +303,7 @@ def build_settings(study: Mapping[str, Any] | None = None, tasks: str | None = N
     if seeds is None:
         seed_list = tuple(study.get("seeds") or (0, 1, 2))
     else:
-        seed_list = parse_seeds(seeds) if isinstance(seeds, str) else tuple(seeds)
+        seed_list = tuple(parse_seeds(seeds)) if isinstance(seeds, str) else tuple(seeds)
     if not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in seed_list):
         raise ConfigError(f"seeds must be integers, got {list(seed_list)}.")
     study_hp = study.get("hp") or []
