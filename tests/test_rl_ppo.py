@@ -86,6 +86,7 @@ POLICIES = [
     ("MlpLtcPolicy", dict(units=8, wiring="random", sparsity_level=0.5, critic="shared")),
     ("MlpLtcPolicy", dict(units=10, wiring="ncp")),
     ("MlpCfcPolicy", dict(units=8, critic="none")),
+    ("MlpLtcPolicy", dict(units=8, critic="detached", net_arch=dict(pi=[], vf=[16]))),
     ("MlpLstmPolicy", dict(units=8)),
     ("MlpGruPolicy", dict(units=8)),
     ("MlpRecurrentPolicy", dict(cell="ctrnn", units=8)),
@@ -200,6 +201,36 @@ def test_elapsed_time_reaches_the_buffer_and_the_cell():
     slow, _ = model.predict(obs, deterministic=True, dt=0.1)
     fast, _ = model.predict(obs, deterministic=True, dt=np.array([3.0, 3.0]))
     assert not np.allclose(slow, fast)
+
+
+def test_elapsed_time_is_ignored_when_switched_off():
+    env = make_vec_env("Pendulum-v1", n_envs=2, seed=0, wrapper_class=ReportsElapsedTime)
+    model = RecurrentPPO("MlpLtcPolicy", env, n_steps=20, batch_size=20, sequence_length=10, seed=0,
+                         policy_kwargs=dict(units=8, use_elapsed_time=False))
+    _collect(model)
+    obs = env.reset()
+    slow, _ = model.predict(obs, deterministic=True, dt=0.1)
+    fast, _ = model.predict(obs, deterministic=True, dt=np.array([3.0, 3.0]))
+    np.testing.assert_array_equal(slow, fast)
+
+
+def test_detached_critic_reads_the_actor_cell_without_training_it():
+    model = RecurrentPPO("MlpLtcPolicy", "Pendulum-v1", policy_kwargs=dict(units=8, critic="detached"), **SMALL)
+    policy = model.policy
+    assert policy.critic_cell is None and policy.state_size == policy.actor_state_size
+    obs = torch.randn(4, 1, 3)
+    starts = torch.zeros(4, 1, dtype=torch.bool)
+    state = policy.initial_state(4)
+    _, latent_vf, _ = policy._latents(obs, state, starts, None, actor=False)
+    policy.value_net(latent_vf).sum().backward()
+    cell_grads = [p.grad for p in policy.actor_cell.parameters()]
+    assert all(g is None or not g.any() for g in cell_grads)  # the value loss leaves the actor's cell alone
+    assert any(p.grad is not None and p.grad.any() for p in policy.mlp_extractor.value_net.parameters())
+    # ... but the value depends on the actor's state (memory the observation lacks)
+    with torch.no_grad():
+        moved = policy.predict_values(obs[:, 0], state + 0.5, starts[:, 0])
+        fresh = policy.predict_values(obs[:, 0], state, starts[:, 0])
+    assert not torch.allclose(moved, fresh)
 
 
 def test_save_load_round_trip_gives_identical_actions(tmp_path):
