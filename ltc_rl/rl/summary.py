@@ -206,6 +206,13 @@ def _varying_text(group: GroupSummary) -> str:
                      for name, value in group.varying.items())
 
 
+def _legend_text(group: GroupSummary) -> str:
+    """A plot legend entry: the policy and what sets its configuration apart (last name parts, unset ones left out)."""
+    parts = [f"{name.rsplit('.', 1)[-1]}={value:.4g}" if isinstance(value, float) else f"{name.rsplit('.', 1)[-1]}={value}"
+             for name, value in group.varying.items() if value is not None]
+    return f"{group.policy}: {', '.join(parts)}" if parts else group.policy
+
+
 def format_markdown(groups: Sequence[GroupSummary], excluded: Sequence[RunRecord]) -> str:
     """The summary table (and the list of excluded runs) as markdown."""
     level = int(round(100 * groups[0].confidence)) if groups else 95
@@ -255,7 +262,7 @@ def _plot_curves(path: Path, groups: Sequence[GroupSummary]) -> Path:
     for ax, env in zip(axes[0], envs):
         for group in (g for g in groups if g.env_id == env):
             steps, mean, low, high = group.curve()
-            line, = ax.plot(steps, mean, marker="o", markersize=3, label=f"{group.label} ({len(group.runs)} seeds)")
+            line, = ax.plot(steps, mean, marker="o", markersize=3, label=f"{_legend_text(group)} ({len(group.runs)} seed{'s' if len(group.runs) != 1 else ''})")
             if len(group.runs) > 1:
                 ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
         ax.set_title(f"{env}: evaluation return, mean and {level}% CI over seeds")
