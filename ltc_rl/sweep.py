@@ -44,7 +44,7 @@ import yaml
 from ltc_rl.rl.callbacks import EVALUATIONS_FILE, atomic_write, latest_checkpoint
 from ltc_rl.rl.summary import find_runs, is_finished, write_summary
 from ltc_rl.training import (CONFIG_FILE, POLICIES, ConfigError, EnvFactory, RunConfig, check_hyperparams,
-                             parse_overrides, resolve_config, resume, sb3_make_vec, train, validate)
+                             parse_overrides, read_yaml_file, resolve_config, resume, sb3_make_vec, train, validate)
 
 __all__ = ["SweepSettings", "SweepResult", "require_ray", "load_search_space", "trial_name", "run_trial",
            "check_sweep", "run_sweep", "SEARCH_ALGORITHMS", "SCHEDULERS", "METRIC", "TIME_ATTR"]
@@ -80,13 +80,7 @@ def _flatten_space(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, An
 
 def load_search_space(path: str | Path) -> dict[str, Any]:
     """A search-space YAML file as ``{dotted name: list of values | {distribution: [low, high]}}``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"search space file {path} does not exist.")
-    try:
-        document = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"search space file {path} is not valid YAML: {exc}") from None
+    document = read_yaml_file(path, "search space file")
     if not isinstance(document, Mapping) or not document:
         raise ConfigError(f"search space file {path} must map hyperparameter names to values, e.g. "
                           "'learning_rate: {loguniform: [1.0e-4, 1.0e-3]}' or 'n_steps: [256, 512]'.")

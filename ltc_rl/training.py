@@ -78,7 +78,8 @@ from ltc_rl.rl.ppo import RecurrentPPO
 from ltc_rl.rl.startup_messages import show_startup_messages_once
 
 __all__ = ["ConfigError", "PolicyChoice", "POLICIES", "RunConfig", "SessionOptions", "TrainResult",
-           "load_hyperparams", "hyperparams_notice", "parse_frame_range", "parse_overrides", "resolve_config",
+           "load_hyperparams", "read_yaml_file", "hyperparams_notice", "parse_frame_range", "parse_overrides",
+           "resolve_config",
            "validate", "train", "resume", "CONFIG_FILE", "EnvFactory", "sb3_make_vec", "VEC_ENVS"]
 
 
@@ -199,6 +200,18 @@ def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str,
 def _hyperparam_table(algorithm: str) -> dict[str, Any]:
     text = (resources.files("ltc_rl") / "hyperparams" / HYPERPARAM_FILES[algorithm]).read_text()
     return yaml.safe_load(text) or {}
+
+
+def read_yaml_file(path: str | Path, what: str) -> Any:
+    """The parsed content of a YAML file a user names (``what`` says which file it is in error messages);
+    a missing or malformed file raises :class:`ConfigError` with one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist.")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {' '.join(str(exc).split())}") from None
 
 
 def load_hyperparams(algorithm: str, env_id: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import importlib.util
 from pathlib import Path
 
 # Fast-LTC kernels run eagerly in tests: torch.compile time would dominate the suite. Set
@@ -19,3 +20,11 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs 
 requires_cheetah_data = pytest.mark.skipif(
     not CHEETAH_DATA.is_dir(), reason=f"the paper's Half-Cheetah traces are not at {CHEETAH_DATA}"
 )
+
+
+def load_script(name: str):
+    """The module of ``scripts/<name>.py`` (scripts are not a package), to call its ``main(argv)`` in-process."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

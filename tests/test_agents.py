@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 
@@ -24,17 +23,10 @@ from ltc_rl.rl.callbacks import save_model
 from ltc_rl.rl.safe_files import NormalizationStats
 from ltc_rl.training import ConfigError, sb3_make_vec
 
-from conftest import REPO_ROOT, requires_cuda
+from conftest import load_script, requires_cuda
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_script, evaluate_script = _script("train"), _script("evaluate")
+train_script, evaluate_script = load_script("train"), load_script("evaluate")
 
 TINY = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "sequence_length=8", "--hp", "n_epochs=1",
         "--hp", "eval_freq=0", "--hp", "n_eval_episodes=1", "--hp", "checkpoint_freq=128", "--no-progress",
@@ -402,7 +394,7 @@ def test_halfcheetah_video_where_opengl_works(tmp_path):
 
 
 def test_pomdp_study_trains_evaluates_reports_and_reuses_runs(tmp_path):
-    study = _script("pomdp_study")
+    study = load_script("pomdp_study")
     argv = ["--env", "CartPoleNoVel-v1", "--policies", "ltc,mlp", "--timesteps", "128", "--noise", "0", "0.5",
             "--episodes", "2", "--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "n_epochs=1",
             "--hp", "n_envs=2", "--out", str(tmp_path), "--no-progress"]

@@ -4,7 +4,6 @@ reproducibility, and one clear error line for bad input."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import random
 import signal
@@ -34,7 +33,7 @@ from ltc_rl.rl.run_state import capture_random_state, restore_random_state
 from ltc_rl.rl.serialization import inspect_model_file, load_model, load_vecnormalize
 from ltc_rl.training import RunConfig, build_model, resolve_config, train
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_script
 
 TRAIN = REPO_ROOT / "scripts" / "train.py"
 TINY = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "sequence_length=8", "--hp", "n_epochs=1",
@@ -43,14 +42,7 @@ TINY_HP = {"n_steps": 32, "batch_size": 32, "sequence_length": 8, "n_epochs": 1,
            "eval_freq": 0, "checkpoint_freq": 128, "policy_kwargs": {"units": 4}}
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_script = _script("train")
+train_script = load_script("train")
 
 
 def _one_error_line(err: str, match: str) -> str:

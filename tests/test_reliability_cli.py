@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import io
 import pickle
 import shutil
@@ -24,19 +23,12 @@ import ltc_rl.training
 from ltc_rl.rl.run_state import monitor_sizes, rewind_monitor_files
 from ltc_rl.training import POLICIES, SCHEMA, TrainResult
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_script
 
 SCRIPTS = REPO_ROOT / "scripts"
 TINY = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "sequence_length=8", "--hp", "n_epochs=1",
         "--hp", "n_eval_episodes=1", "--hp", "eval_freq=0", "--hp", "checkpoint_freq=128",
         "--hp", "policy_kwargs.units=4", "--no-progress"]
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"cli_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(main, argv: list[str]) -> tuple[int, str]:
@@ -71,7 +63,7 @@ def _fingerprint(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def scripts():
-    return {name: _script(name) for name in ("train", "seqpred", "collect_traces")}
+    return {name: load_script(name) for name in ("train", "seqpred", "collect_traces")}
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +289,7 @@ def _entry_points(malformed: list[str], monkeypatch) -> dict[str, tuple]:
         "--seeds": ints, "--epochs": ints, "--sparsity": st.sampled_from(["0", "0.5", "1", "-0.1", "nan", "x"]),
         "--units": ints, "--workers": ints, "--threads": ints, "--device": st.sampled_from(["cpu", "cuda", "x"]),
         "--out": _path(malformed)}, required=("--data",))
-    collect = _script("collect_traces")
+    collect = load_script("collect_traces")
     real_collect = collect.collect_traces
     monkeypatch.setattr(collect, "collect_traces", lambda factory, policy, episodes, out_dir, max_steps, **kw:
                         real_collect(factory, policy, min(episodes, 1), out_dir, min(max_steps, 3), **kw))
@@ -305,7 +297,7 @@ def _entry_points(malformed: list[str], monkeypatch) -> dict[str, tuple]:
         "--env": st.one_of(st.sampled_from(["CartPole-v1", "Pendulum-v1", "NoSuchEnv-v0"]), _VALUE),
         "--model": _path(malformed), "--stochastic": st.just("--overwrite"), "--episodes": ints, "--steps": ints,
         "--seed": ints, "--out": _path(malformed), "--overwrite": st.just("--stochastic")}, required=("--out",))
-    trajectory = _script("trajectory_length")
+    trajectory = load_script("trajectory_length")
     monkeypatch.setattr(ltc_rl.expressivity, "measure", lambda config: {})
     monkeypatch.setattr(trajectory, "run_trajectory_study", lambda out, base, axes, samples: {
         "rows": ltc_rl.expressivity.sweep(base, axes, samples, progress=False), "text": "", "files": {}})
@@ -314,24 +306,24 @@ def _entry_points(malformed: list[str], monkeypatch) -> dict[str, tuple]:
         "--widths": lists, "--depths": lists, "--sigmas": lists, "--solvers": lists, "--width": ints, "--depth": ints,
         "--sigma-w": ints, "--sigma-b": ints, "--steps": ints, "--samples": ints, "--seed": ints,
         "--out": _path(malformed)})
-    bench = _script("bench_ppo")
+    bench = load_script("bench_ppo")
     monkeypatch.setattr(bench, "run_benchmark", stub([]))
     monkeypatch.setattr(bench, "format_results", stub(""))
     points["bench_ppo"] = _flags({
         "--quick": st.just("--quick"), "--iterations": ints, "--repeats": ints, "--sequence-length": ints,
         "--candidates": st.sampled_from(["ltc", "ltc,gpt", "", ","]), "--threads": ints, "--device": _VALUE})
-    mains = {"train": _script("train").main, "seqpred": _script("seqpred").main, "collect_traces": collect.main,
+    mains = {"train": load_script("train").main, "seqpred": load_script("seqpred").main, "collect_traces": collect.main,
              "trajectory_length": trajectory.main, "bench_ppo": bench.main}
     # Scripts of other issues: their long-running work is stubbed (setattr raises if a name changes, so a
     # renamed function fails this test instead of silently running a study).
-    pomdp = _script("pomdp_study")
+    pomdp = load_script("pomdp_study")
     monkeypatch.setattr(pomdp, "run_study", stub(None))
     mains["pomdp_study"] = pomdp.main
     points["pomdp_study"] = _flags({
         "--env": _VALUE, "--policies": st.sampled_from(["ltc,mlp", "gpt", ""]), "--timesteps": ints,
         "--seeds": ints, "--noise": st.sampled_from(["0.1", "-1", "x"]), "--episodes": ints,
         "--hp": hp, "--out": _path(malformed), "--no-progress": st.just("--no-progress")})
-    sweep = _script("sweep")
+    sweep = load_script("sweep")
     monkeypatch.setattr(sweep, "run_sweep", stub(SimpleNamespace(summary=None, trials=0, finished=0, stopped=0,
                                                                  interrupted=0, errors=[], output="sweep")))
     mains["sweep"] = sweep.main
@@ -343,14 +335,14 @@ def _entry_points(malformed: list[str], monkeypatch) -> dict[str, tuple]:
         "--irregular": st.sampled_from(["2,8", "a"]), "--output": _path(malformed), "--num-cpus": ints,
         "--max-concurrent": ints, "--cpus-per-trial": ints, "--summarize": _path(malformed),
         "--summary-out": _path(malformed), "--confidence": st.sampled_from(["0.95", "2", "-1", "x"])})
-    cell = _script("bench_cell")
+    cell = load_script("bench_cell")
     monkeypatch.setattr(cell, "run_cases", stub([]))
     monkeypatch.setattr(cell, "format_table", stub(""))
     mains["bench_cell"] = cell.main
     points["bench_cell"] = _flags({
         "--device": _VALUE, "--quick": st.just("--quick"), "--threads": ints, "--json": _path(malformed),
         "--only": st.sampled_from(["train", "latency", "x"])})
-    vecenv = _script("bench_vecenv")
+    vecenv = load_script("bench_vecenv")
     monkeypatch.setattr(vecenv, "run_vec_env_benchmark", stub([]))
     monkeypatch.setattr(vecenv, "format_vec_env_results", stub(""))
     mains["bench_vecenv"] = vecenv.main
@@ -359,7 +351,7 @@ def _entry_points(malformed: list[str], monkeypatch) -> dict[str, tuple]:
         "--policies": st.sampled_from(["ltc,mlp", "gpt", ""]), "--steps": ints, "--repeats": ints, "--n-envs": ints,
         "--threads": ints})
     if (SCRIPTS / "evaluate.py").exists():  # only malformed models: nothing is ever evaluated
-        mains["evaluate"] = _script("evaluate").main
+        mains["evaluate"] = load_script("evaluate").main
         points["evaluate"] = _flags({
             "--model": st.sampled_from(malformed), "--episodes": ints, "--env": _VALUE, "--obs-noise": _VALUE,
             "--deterministic": st.just("--deterministic"), "--seed": ints, "--json": _VALUE, "--device": _VALUE},

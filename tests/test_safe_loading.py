@@ -11,7 +11,6 @@ forms are there) or refuse with one line, and the marker must never appear.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import pickle
@@ -37,20 +36,13 @@ from ltc_rl.rl.safe_files import PickleWarning, SAFE, SERIALIZED, read_model_dat
 from ltc_rl.rl.serialization import inspect_model_file, load_model, load_vecnormalize
 from ltc_rl.training import resolve_config, resume, train
 
-from conftest import REPO_ROOT
+from conftest import load_script
 
 TINY_HP = {"n_steps": 32, "batch_size": 32, "sequence_length": 8, "n_epochs": 1, "n_eval_episodes": 1,
            "eval_freq": 64, "checkpoint_freq": 64, "policy_kwargs": {"units": 4}}
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SCRIPTS = {name: _script(name) for name in ("train", "evaluate", "collect_traces")}
+SCRIPTS = {name: load_script(name) for name in ("train", "evaluate", "collect_traces")}
 
 
 def _train(folder: Path, policy: str = "lstm", total: int = 128, **hp) -> Path:

@@ -64,7 +64,7 @@ from ltc_rl.errors import ConfigError, TrainingInterrupted, one_line
 from ltc_rl.rl.callbacks import EVALUATIONS_FILE, atomic_write, latest_checkpoint
 from ltc_rl.rl.summary import is_finished
 from ltc_rl.sweep import SweepSettings, check_sweep, require_ray, run_trial, trial_name
-from ltc_rl.training import POLICIES, EnvFactory, parse_overrides, sb3_make_vec
+from ltc_rl.training import POLICIES, EnvFactory, parse_overrides, read_yaml_file, sb3_make_vec
 
 __all__ = ["TaskSpec", "PolicySpec", "BenchmarkSettings", "PlannedRun", "RunOutcome", "BenchmarkResult",
            "NoiseEvaluator", "load_study", "build_settings", "merge_settings", "prepare_output", "read_settings",
@@ -226,13 +226,7 @@ def _policy_spec(name: str, entry: Mapping[str, Any] | None) -> PolicySpec:
 def load_study(path: str | Path) -> dict[str, Any]:
     """A study file, checked: ``tasks`` ({name: (TaskSpec, policy names | None)}), ``policies`` ({name:
     PolicySpec}) and the other keys as written (see the module docstring). Raises :class:`ConfigError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"study file {path} does not exist.")
-    try:
-        document = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"study file {path} is not valid YAML: {one_line(exc)}") from None
+    document = read_yaml_file(path, "study file")
     if not isinstance(document, Mapping):
         raise ConfigError(f"study file {path} must be a mapping with keys such as tasks, policies, seeds.")
     _check_keys(f"study file {path}", document, _STUDY_KEYS)
