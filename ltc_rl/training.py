@@ -62,6 +62,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 from torch import nn
 
+from ltc_rl.devices import check_device
 from ltc_rl.errors import ConfigError, DivergenceError, LtcRlWarning, ModelFileError, TrainingInterrupted, one_line
 from ltc_rl.kernels import native
 from ltc_rl.rl.callbacks import (MODEL_FILE, VECNORMALIZE_FILE, CheckpointCallback, EvalCallback, atomic_write,
@@ -379,11 +380,7 @@ class RunConfig:
 
 
 def _resolve_device(device: str) -> str:
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda.")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but no CUDA device is available; use --device cpu.")
-    return device
+    return check_device(device, allow_auto=True)
 
 
 def resolve_config(env_id: str, policy: str = "ltc", total_timesteps: int | None = None, n_envs: int | None = None,

@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agents import LTCAgent
-from agents.evaluation import format_table, plot_neuron_activity, record_episode, record_video, robustness, write_json
+from agents.evaluation import (check_noise_levels, check_output_file, format_table, load_agent, plot_neuron_activity,
+                               record_episode, record_video, robustness, write_json)
 from ltc_rl.errors import cli_main
 
 
@@ -51,9 +51,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    agent = LTCAgent.load(args.model, device=args.device, trust_pickle=args.trust_pickle, best=args.load_best,
-                          checkpoint=args.load_checkpoint)
     levels = args.obs_noise or [None]
+    check_noise_levels(levels)
+    for flag, path, suffixes in (("--json", args.json, ()), ("--plot-neurons", args.plot_neurons, (".png",)),
+                                 ("--video", args.video, (".mp4", ".gif"))):
+        if path is not None:
+            check_output_file(path, flag, suffixes)
+    agent = load_agent(args.model, device=args.device, trust_pickle=args.trust_pickle, best=args.load_best,
+                       checkpoint=args.load_checkpoint)
     results = robustness(agent, levels, args.episodes, args.env, args.deterministic, args.seed)
     print(format_table(results))
     if args.json:

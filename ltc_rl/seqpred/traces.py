@@ -48,6 +48,8 @@ def collect_traces(env_factory: Callable[[], gym.Env], policy: Policy | None, ep
     """
     if episodes < 1 or max_steps < 1:
         raise ConfigError(f"episodes and max_steps must be >= 1, got {episodes} and {max_steps}.")
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0 (episode k is reset with seed + k), got {seed}.")
     out = Path(out_dir)
     existing = sorted(out.glob(TRACE_PATTERN)) if out.is_dir() else []
     if existing and not overwrite:
