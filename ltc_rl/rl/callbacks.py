@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -24,7 +25,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
-from ltc_rl.errors import DivergenceError, LtcRlWarning, ModelFileError
+from ltc_rl.errors import ConfigError, DivergenceError, LtcRlWarning, ModelFileError
 from ltc_rl.rl.evaluation import evaluate
 from ltc_rl.rl.guards import non_finite_state
 # The file names and checkpoint readers live in run_files; they are re-exported here, where callers import them.
@@ -68,6 +69,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except IsADirectoryError as exc:  # a folder where the file belongs: nothing this process can fix by itself
+        temporary.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: a folder of that name is in the way; move it away.") from exc
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -185,7 +189,7 @@ class EvalCallback(BaseCallback):
                     self.timesteps = saved["timesteps"].tolist()
                     self.returns = saved["results"].tolist()
                     self.lengths = saved["ep_lengths"].tolist()
-            except (OSError, ValueError, KeyError, EOFError) as error:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
                 warnings.warn(f"evaluation history {self.path} is unreadable ({error}); starting a new one",
                               LtcRlWarning, stacklevel=2)
 
