@@ -51,7 +51,6 @@ from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
-import torch
 import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
