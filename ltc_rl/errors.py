@@ -18,7 +18,7 @@ from typing import Any, ParamSpec
 
 __all__ = ["LtcRlError", "LtcRlWarning", "ConfigError", "DataError", "MissingFileError", "OutputExistsError",
            "ModelFileError", "SpaceMismatchError", "NonFiniteObservationError", "DivergenceError", "TrainingInterrupted",
-           "cli_main", "one_line"]
+           "check_output_name", "cli_main", "one_line"]
 
 P = ParamSpec("P")
 
@@ -78,6 +78,13 @@ class TrainingInterrupted(LtcRlError):
         super().__init__(message)
         self.signal_number = int(signal_number)
         self.exit_code = 128 + self.signal_number
+
+
+def check_output_name(output: Any, option: str) -> None:
+    """Raises :class:`ConfigError` when the output path ``output`` is an empty name: ``Path("")`` is the current
+    folder, so an empty ``--output`` would silently write there (or into a script's default folder)."""
+    if not str(output).strip():
+        raise ConfigError(f"{option} is an empty name; pass a path, or leave {option} out for the default.")
 
 
 def one_line(error: BaseException) -> str:

@@ -62,7 +62,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 from torch import nn
 
 from ltc_rl.devices import check_device
-from ltc_rl.errors import ConfigError, DivergenceError, LtcRlWarning, ModelFileError, TrainingInterrupted, one_line
+from ltc_rl.errors import (ConfigError, DivergenceError, LtcRlWarning, ModelFileError, TrainingInterrupted,
+                           check_output_name, one_line)
 from ltc_rl.kernels import native
 from ltc_rl.rl.callbacks import (MODEL_FILE, VECNORMALIZE_FILE, CheckpointCallback, EvalCallback, atomic_write,
                                  latest_checkpoint, read_training_state, remove_stale_temporaries, save_model,
@@ -521,9 +522,7 @@ def train(config: RunConfig, output: str | Path, progress_bar: bool = True,
 
     ``on_evaluation(history)`` runs after every evaluation (e.g. to report to a hyperparameter search).
     """
-    if not str(output).strip():
-        raise ConfigError("the output folder is an empty name; pass --output RUN_DIR, or leave --output out for "
-                          "the default runs/<env>_<policy>_seed<seed>.")
+    check_output_name(output, "--output")
     run_dir = Path(output)
     if run_dir.exists():
         raise ConfigError(f"output folder {run_dir} already exists; pass --resume {run_dir} to continue it, "

@@ -73,7 +73,10 @@ def test_out_of_range_hyperparameters_are_refused_before_the_run_folder_exists(t
 
 def test_an_empty_output_name_is_refused_instead_of_writing_the_default_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _one_error_line("train", ["--env", "Pendulum-v1", "--output", "", *TINY], "the output folder is an empty name")
+    _one_error_line("train", ["--env", "Pendulum-v1", "--output", "", *TINY], "--output is an empty name")
+    _one_error_line("sweep", ["--env", "CartPole-v1", "--output", " "], "--output is an empty name")
+    _one_error_line("seqpred", ["--data", str(tmp_path), "--out", ""], "--out is an empty name")
+    _one_error_line("collect_traces", ["--env", "Pendulum-v1", "--out", ""], "--out is an empty name")
     assert list(tmp_path.iterdir()) == []
 
 

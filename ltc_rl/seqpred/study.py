@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ltc_rl.devices import check_device
-from ltc_rl.errors import ConfigError
+from ltc_rl.errors import ConfigError, check_output_name
 from ltc_rl.seqpred.data import SequenceSplits, load_splits
 from ltc_rl.seqpred.models import SEQPRED_MODELS, build_predictor, learning_rate_for
 from ltc_rl.seqpred.report import (aggregate, markdown_table, plot_validation_curves, target_check,
@@ -62,6 +62,7 @@ class StudyConfig:
     command: str = ""
 
     def __post_init__(self) -> None:
+        check_output_name(self.out, "--out")
         self.data, self.out = Path(self.data), Path(self.out)
         self.models = tuple(self.models)
         unknown = [m for m in self.models if m not in SEQPRED_MODELS]
