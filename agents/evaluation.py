@@ -101,17 +101,14 @@ def check_model_file(path: str | Path, trust_pickle: bool = False, best: bool = 
 def load_agent(path: str | Path, device: str = "cpu", trust_pickle: bool = False, best: bool = False,
                checkpoint: int | None = None) -> LTCAgent:
     """:meth:`LTCAgent.load` behind the checks a command line needs: the device exists here, the file is a model of
-    this project (:func:`check_model_file`), and its weights and normalisation statistics are finite."""
+    this project (:func:`check_model_file`), and its weights are finite (the loader checks the statistics)."""
     check_device(device)
     check_model_file(path, trust_pickle, best, checkpoint)
     agent = LTCAgent.load(path, device=device, trust_pickle=trust_pickle, best=best, checkpoint=checkpoint)
-    tensors = {**dict(agent.network.named_parameters()), **dict(agent.network.named_buffers())}
-    broken = [name for name, tensor in tensors.items() if not bool(torch.isfinite(tensor).all())]
+    broken = [name for name, tensor in agent.network.named_parameters() if not bool(torch.isfinite(tensor).all())]
     if broken:
-        stats = all(name.startswith("obs_") for name in broken)
-        source = path if agent.files is None else agent.files.normalizer if stats else agent.files.model
-        what = "normalisation statistics" if stats else "parameters"
-        raise ModelFileError(f"the {what} of {source} hold NaN or infinity ({', '.join(broken[:3])}); the run "
+        source = path if agent.files is None else agent.files.model
+        raise ModelFileError(f"the parameters of {source} hold NaN or infinity ({', '.join(broken[:3])}); the run "
                              "diverged or the file was damaged: use another checkpoint (best/, checkpoints/) or retrain.")
     return agent
 
