@@ -27,7 +27,7 @@ import envs
 from agents.agent import LTCAgent
 from agents.run_folder import locate
 from ltc_rl.devices import check_device
-from ltc_rl.errors import ConfigError, LtcRlError, ModelFileError, SpaceMismatchError
+from ltc_rl.errors import ConfigError, LtcRlError, ModelFileError, SpaceMismatchError, check_output_file
 from ltc_rl.rl.callbacks import atomic_write
 from ltc_rl.rl.policies import RecurrentActorCriticPolicy
 from ltc_rl.rl.serialization import inspect_model_file
@@ -35,7 +35,7 @@ from ltc_rl.rl.elapsed_time import ELAPSED_TIME_KEY
 from ltc_rl.rl.evaluation import evaluate
 
 __all__ = ["EnvMismatchError", "VideoUnavailableError", "EvaluationResult", "EpisodeTrace", "check_model_file",
-           "load_agent", "check_output_file", "check_noise_levels", "env_options_for",
+           "load_agent", "check_noise_levels", "env_options_for",
            "check_env", "evaluate_agent", "robustness", "format_table", "write_json", "record_episode",
            "plot_neuron_activity", "opengl_backend", "record_video"]
 
@@ -111,21 +111,6 @@ def load_agent(path: str | Path, device: str = "cpu", trust_pickle: bool = False
         raise ModelFileError(f"the parameters of {source} hold NaN or infinity ({', '.join(broken[:3])}); the run "
                              "diverged or the file was damaged: use another checkpoint (best/, checkpoints/) or retrain.")
     return agent
-
-
-def check_output_file(path: str | Path, flag: str, suffixes: tuple[str, ...] = ()) -> Path:
-    """``path`` as a :class:`Path` if a file can be written there (not a folder, no file in the way of its folder,
-    one of ``suffixes`` when given); :class:`ConfigError` naming ``flag`` otherwise. Checked before any work."""
-    path = Path(path)
-    if not path.name or path.is_dir():
-        raise ConfigError(f"{flag} {str(path)!r} is a folder; pass a file name (e.g. {flag} out/result"
-                          f"{suffixes[0] if suffixes else '.json'}).")
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise ConfigError(f"{flag} {str(path)!r} must end in {' or '.join(suffixes)} (that is the format written).")
-    folder = next((p for p in path.absolute().parents if p.exists()), None)
-    if folder is not None and not folder.is_dir():
-        raise ConfigError(f"{flag} {str(path)!r}: {folder} is a file, not a folder; choose another path.")
-    return path
 
 
 def check_noise_levels(levels: list[float | None]) -> None:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agents.evaluation import (check_noise_levels, check_output_file, format_table, load_agent, plot_neuron_activity,
-                               record_episode, record_video, robustness, write_json)
-from ltc_rl.errors import cli_main
+from agents.evaluation import (check_noise_levels, format_table, load_agent, plot_neuron_activity, record_episode,
+                               record_video, robustness, write_json)
+from ltc_rl.errors import check_output_file, cli_main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -6,7 +6,8 @@ and stray tokens. Damaged run folders come from a real (tiny) run folder with fi
 emptied or garbled. Whatever the input, a script must:
 
 - exit with 0, or with 2 and at most one ``error:`` line (argparse's usage line aside), never a traceback;
-- on an error, leave every file as it was and create nothing;
+- on an error, create nothing (no output that did not exist before) and change nothing outside its outputs (a
+  resumed run that fails after training on keeps its new checkpoints; one refused before keeps every file);
 - on success, write only below the output paths named on its command line (or the default ``runs/``).
 
 Every example runs in a fresh sandbox (the current folder, with copies of the input files). The scripts
@@ -232,20 +233,21 @@ def _written_for(path: Path, output: Path) -> bool:
 
 
 def check_outcome(argv: list[str], code: int, err: str, before: dict[str, str], sandbox: Path,
-                  outputs: list[Path]) -> None:
-    """The promises of this module's docstring, for one finished command."""
+                  outputs: list[Path], new_outputs: list[Path]) -> None:
+    """The promises of this module's docstring, for one finished command (``new_outputs``: the outputs that did
+    not exist before it ran)."""
     assert "Traceback" not in err, (argv, err)
     assert code in (0, 2), (argv, code, err)
     errors = [line for line in err.splitlines() if line.startswith("error: ") or ": error: " in line]
     assert len(errors) <= 1, (argv, err)
     after = fingerprint(sandbox)
     changed = sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name))
+    outside = [name for name in changed if not any(_written_for(sandbox / name, out) for out in outputs)]
+    assert not outside, (argv, code, err, outside)
     if code == 2:
         assert errors, (argv, err)
-        assert not changed, (argv, err, changed)
-    else:
-        outside = [name for name in changed if not any(_written_for(sandbox / name, out) for out in outputs)]
-        assert not outside, (argv, outside)
+        created = [out for out in new_outputs if out.exists()]
+        assert not created, (argv, err, created)
 
 
 @pytest.fixture(scope="module")
@@ -262,11 +264,13 @@ def _fuzz_script(name: str, data: st.DataObject, inputs: Path, tmp_path_factory)
     sandbox = tmp_path_factory.mktemp("sandbox")
     shutil.copytree(inputs, sandbox / "inputs")
     before = fingerprint(sandbox)
+    outputs = outputs_named(parser, argv, sandbox)
+    new_outputs = [out for out in outputs if not out.exists()]
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(sandbox)
         stub_long_work(name, module, patch)
         code, err = run_main(module.main, argv)
-    check_outcome(argv, code, err, before, sandbox, outputs_named(parser, argv, sandbox))
+    check_outcome(argv, code, err, before, sandbox, outputs, new_outputs)
 
 
 _FUZZ = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -331,13 +335,13 @@ def _fuzz_damaged_run(name: str, data: st.DataObject, tiny_run: Path, tmp_path_f
     argv = [token.format(run=run) for token in DAMAGED_RUN_COMMANDS[name]]
     module = load_script(name)
     before = fingerprint(sandbox)
+    outputs = [sandbox / "out", *([run] if name == "train" else [])]
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(sandbox)
         if name == "collect_traces" or (name == "train" and not train):
             stub_long_work(name, module, patch)
         code, err = run_main(module.main, argv)
-    outputs = [sandbox / "out", *([run] if name == "train" else [])]
-    check_outcome([*done, *argv], code, err, before, sandbox, outputs)
+    check_outcome([*done, *argv], code, err, before, sandbox, outputs, [sandbox / "out"])
 
 
 @pytest.mark.parametrize("name", sorted(DAMAGED_RUN_COMMANDS))
