@@ -17,7 +17,8 @@ import platform
 import sys
 from pathlib import Path
 
-from ltc_rl.errors import check_output_file, cli_main
+from ltc_rl.devices import check_device
+from ltc_rl.errors import ConfigError, check_output_file, cli_main
 from ltc_rl.kernels import native
 from ltc_rl.kernels.benchmark import default_cases, format_table, run_cases
 from ltc_rl.rl.callbacks import atomic_write
@@ -36,6 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    check_device(args.device)
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}.")
     if args.json is not None:
         check_output_file(args.json, "--json")
     cases = [c for c in default_cases(args.quick, args.device, args.threads) if args.only in (None, c.kind)]

@@ -11,7 +11,7 @@ import argparse
 import torch
 
 import envs
-from ltc_rl.errors import cli_main
+from ltc_rl.errors import ConfigError, cli_main
 from ltc_rl.rl.vecenv_benchmark import VecEnvBenchSettings, format_vec_env_results, run_vec_env_benchmark
 
 
@@ -29,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}.")
     torch.set_num_threads(args.threads)
     settings = VecEnvBenchSettings(env_id=args.env, policies=tuple(p.strip() for p in args.policies.split(",")),
                                    steps=args.steps, repeats=args.repeats, n_envs=args.n_envs)

@@ -228,3 +228,24 @@ def test_collect_traces_refuses_a_negative_seed_before_creating_the_output(tmp_p
     _one_error_line("collect_traces", ["--env", "Pendulum-v1", "--episodes", "1", "--steps", "3", "--seed", "-5",
                                        "--out", str(out)], "seed must be >= 0")
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------ found by the fuzz
+@pytest.mark.parametrize("script, argv, match", [
+    ("bench_vecenv", ["--threads", "0"], "--threads must be >= 1, got 0"),
+    ("bench_cell", ["--threads", "0"], "--threads must be >= 1, got 0"),
+    ("bench_cell", ["--device", "tpu"], "unknown device 'tpu'"),
+    ("bench_cell", ["--json", "{tmp}"], "is a folder; pass a file name"),
+])
+def test_benchmark_options_are_checked_before_measuring(tmp_path, script, argv, match):
+    _one_error_line(script, [arg.format(tmp=tmp_path) for arg in argv], match)
+
+
+def test_an_evaluation_history_whose_arrays_disagree_is_restarted_with_a_warning(tmp_path):
+    from ltc_rl.rl.callbacks import EvalCallback
+
+    np.savez(tmp_path / "evaluations.npz", timesteps=np.array([64, 128]), results=np.zeros((1, 2)),
+             ep_lengths=np.zeros((2, 2)))
+    with pytest.warns(UserWarning, match="disagree on the number of evaluations"):
+        callback = EvalCallback(None, 64, 1, tmp_path, tmp_path / "best")
+    assert callback.timesteps == callback.returns == callback.lengths == []

@@ -186,9 +186,10 @@ class EvalCallback(BaseCallback):
         if self.path.exists():  # resumed run: continue the history
             try:
                 with np.load(self.path) as saved:
-                    self.timesteps = saved["timesteps"].tolist()
-                    self.returns = saved["results"].tolist()
-                    self.lengths = saved["ep_lengths"].tolist()
+                    history = [saved[name].tolist() for name in ("timesteps", "results", "ep_lengths")]
+                if any(not isinstance(entries, list) or len(entries) != len(history[0]) for entries in history):
+                    raise ValueError("its arrays disagree on the number of evaluations")
+                self.timesteps, self.returns, self.lengths = history
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
                 warnings.warn(f"evaluation history {self.path} is unreadable ({error}); starting a new one",
                               LtcRlWarning, stacklevel=2)
