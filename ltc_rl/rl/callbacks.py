@@ -153,7 +153,8 @@ class CheckpointCallback(BaseCallback):
         found = [model for _, model in checkpoints(self.folder)]
         for model in found[:-self.keep] if self.keep > 0 else []:
             for path in checkpoint_members(model):
-                path.unlink(missing_ok=True)
+                if not path.is_dir() or path.is_symlink():  # a stray folder of that name is not this run's to delete
+                    path.unlink(missing_ok=True)
 
     def _on_step(self) -> bool:
         if self.save_freq > 0 and self.num_timesteps - self._last_saved >= self.save_freq:
