@@ -21,20 +21,26 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
 import envs
 from agents.agent import LTCAgent
-from ltc_rl.errors import ConfigError, LtcRlError, SpaceMismatchError
+from agents.run_folder import locate
+from ltc_rl.devices import check_device
+from ltc_rl.errors import ConfigError, LtcRlError, ModelFileError, SpaceMismatchError
 from ltc_rl.rl.callbacks import atomic_write
+from ltc_rl.rl.policies import RecurrentActorCriticPolicy
+from ltc_rl.rl.serialization import inspect_model_file
 from ltc_rl.rl.elapsed_time import ELAPSED_TIME_KEY
 from ltc_rl.rl.evaluation import evaluate
 
-__all__ = ["EnvMismatchError", "VideoUnavailableError", "EvaluationResult", "EpisodeTrace", "env_options_for",
-           "check_env", "evaluate_agent", "robustness", "evaluate_run_noise", "format_table", "write_json", "record_episode",
-           "plot_neuron_activity", "opengl_backend", "action_mode", "check_video", "record_video",
-           "resolve_env_id"]
+__all__ = ["EnvMismatchError", "VideoUnavailableError", "EvaluationResult", "EpisodeTrace", "check_model_file",
+           "load_agent", "check_noise_levels", "env_options_for", "check_env", "evaluate_agent", "robustness",
+           "evaluate_run_noise", "format_table", "write_json", "record_episode", "plot_neuron_activity",
+           "opengl_backend", "action_mode", "check_video", "record_video", "resolve_env_id"]
 
 
 class EnvMismatchError(SpaceMismatchError):
@@ -68,6 +74,54 @@ class EvaluationResult:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean_return": self.mean_return, "std_return": self.std_return,
                 "mean_length": float(np.mean(self.lengths)), "std_length": float(np.std(self.lengths))}
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def _written_by_this_project(policy_class: Any) -> bool:
+    """The recurrent policies of :mod:`ltc_rl.rl.policies`, or stable-baselines3's own PPO policies (``--policy
+    mlp``); sb3-contrib's look-alike RecurrentPPO policy and other algorithms' policies (DQN, SAC, ...) are not."""
+    if not isinstance(policy_class, type):
+        return False
+    if issubclass(policy_class, RecurrentActorCriticPolicy):
+        return True
+    return issubclass(policy_class, ActorCriticPolicy) and policy_class.__module__.startswith("stable_baselines3.")
+
+
+def check_model_file(path: str | Path, trust_pickle: bool = False, best: bool = False,
+                     checkpoint: int | None = None) -> None:
+    """Raises :class:`ModelFileError` unless the model behind ``path`` (run folder or ``.zip``; ``best`` and
+    ``checkpoint`` as in :meth:`LTCAgent.load`) declares a policy this project trains: checked on the file's
+    metadata, before stable-baselines3 builds anything from it."""
+    model = locate(path, best, checkpoint).model
+    policy_class = inspect_model_file(model, trust_pickle)["policy_class"]
+    if not _written_by_this_project(policy_class):
+        name = f"{getattr(policy_class, '__module__', '?')}.{getattr(policy_class, '__qualname__', policy_class)}"
+        raise ModelFileError(f"{model} holds a {name} policy: not a model this project wrote (it trains RecurrentPPO "
+                             "with the policies of ltc_rl.rl.policies, and PPO MlpPolicy); evaluate it with the library "
+                             "that wrote it, or pass a run folder of scripts/train.py.")
+
+
+def load_agent(path: str | Path, device: str = "cpu", trust_pickle: bool = False, best: bool = False,
+               checkpoint: int | None = None) -> LTCAgent:
+    """:meth:`LTCAgent.load` behind the checks a command line needs: the device exists here, the file is a model of
+    this project (:func:`check_model_file`), and its weights are finite (the loader checks the statistics)."""
+    check_device(device)
+    check_model_file(path, trust_pickle, best, checkpoint)
+    agent = LTCAgent.load(path, device=device, trust_pickle=trust_pickle, best=best, checkpoint=checkpoint)
+    broken = [name for name, tensor in agent.network.named_parameters() if not bool(torch.isfinite(tensor).all())]
+    if broken:
+        source = path if agent.files is None else agent.files.model
+        raise ModelFileError(f"the parameters of {source} hold NaN or infinity ({', '.join(broken[:3])}); the run "
+                             "diverged or the file was damaged: use another checkpoint (best/, checkpoints/) or retrain.")
+    return agent
+
+
+def check_noise_levels(levels: list[float | None]) -> None:
+    """Raises :class:`ConfigError` unless every observation-noise level is None or a finite number >= 0."""
+    bad = [level for level in levels if level is not None and not (np.isfinite(level) and level >= 0)]
+    if bad:
+        raise ConfigError(f"observation noise levels must be finite numbers >= 0, got {bad}; pass e.g. "
+                          "--obs-noise 0 0.1 0.2.")
 
 
 def env_options_for(agent: LTCAgent, obs_noise: float | None = None) -> dict[str, Any]:
@@ -151,6 +205,7 @@ def evaluate_agent(agent: LTCAgent, episodes: int = 10, env_id: str | None = Non
 def robustness(agent: LTCAgent, noise_levels: list[float], episodes: int = 10, env_id: str | None = None,
                deterministic: bool = True, seed: int = 0) -> list[EvaluationResult]:
     """One evaluation per observation-noise level, all on the same seeds (common random numbers)."""
+    check_noise_levels(noise_levels)
     return [evaluate_agent(agent, episodes, env_id, level, deterministic, seed) for level in noise_levels]
 
 

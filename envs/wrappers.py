@@ -151,7 +151,8 @@ class GaussianObservationNoise(gym.ObservationWrapper, RecordConstructorArgs):
         gym.ObservationWrapper.__init__(self, env)
         space = _flat_box(env, "GaussianObservationNoise")
         if not np.isfinite(sigma) or sigma < 0:
-            raise ValueError(f"Observation noise sigma must be a finite number >= 0; got {sigma}.")
+            raise errors.ConfigError(f"observation noise sigma must be a finite number >= 0, got {sigma}; pass e.g. "
+                                     "--obs-noise 0.1.")
         self.sigma = float(sigma)
         self._rng = _stream_rng(seed, self._STREAM)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=space.shape, dtype=space.dtype)

@@ -85,11 +85,22 @@ def add_policies(parser: argparse.ArgumentParser, default: str, help: str) -> No
     add_alias(parser, "--models", "policies")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def add_num_threads(parser: argparse.ArgumentParser, default: int | None = None) -> None:
     """``--num-threads N`` (torch CPU threads; hidden alias ``--threads``)."""
-    parser.add_argument("--num-threads", type=int, default=default,
+    parser.add_argument("--num-threads", type=positive_int, default=default,
                         help=f"torch CPU threads (default {default if default is not None else 'torch default'})")
-    add_alias(parser, "--threads", "num_threads", type=int)
+    add_alias(parser, "--threads", "num_threads", type=positive_int)
 
 
 def add_env_arguments(parser: argparse.ArgumentParser) -> None:

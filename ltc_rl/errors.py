@@ -14,11 +14,12 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ParamSpec
 
 __all__ = ["LtcRlError", "LtcRlWarning", "ConfigError", "DataError", "MissingFileError", "OutputExistsError",
            "ModelFileError", "SpaceMismatchError", "NonFiniteObservationError", "DivergenceError", "TrainingInterrupted",
-           "cli_main", "one_line"]
+           "check_output_name", "check_output_file", "cli_main", "one_line"]
 
 P = ParamSpec("P")
 
@@ -78,6 +79,28 @@ class TrainingInterrupted(LtcRlError):
         super().__init__(message)
         self.signal_number = int(signal_number)
         self.exit_code = 128 + self.signal_number
+
+
+def check_output_name(output: Any, option: str) -> None:
+    """Raises :class:`ConfigError` when the output path ``output`` is an empty name: ``Path("")`` is the current
+    folder, so an empty ``--output`` would silently write there (or into a script's default folder)."""
+    if not str(output).strip():
+        raise ConfigError(f"{option} is an empty name; pass a path, or leave {option} out for the default.")
+
+
+def check_output_file(path: str | Path, flag: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """``path`` as a :class:`Path` if a file can be written there (not a folder, no file in the way of its folder,
+    one of ``suffixes`` when given); :class:`ConfigError` naming ``flag`` otherwise. Checked before any work."""
+    path = Path(path)
+    if not path.name or path.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} is a folder; pass a file name (e.g. {flag} out/result"
+                          f"{suffixes[0] if suffixes else '.json'}).")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{flag} {str(path)!r} must end in {' or '.join(suffixes)} (that is the format written).")
+    folder = next((p for p in path.absolute().parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r}: {folder} is a file, not a folder; choose another path.")
+    return path
 
 
 def one_line(error: BaseException) -> str:

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ltc_rl.errors import check_output_name
 from ltc_rl.rl.callbacks import EVALUATIONS_FILE, atomic_write, latest_checkpoint
 from ltc_rl.rl.summary import find_runs, is_finished, write_summary
 from ltc_rl.training import (CONFIG_FILE, POLICIES, ConfigError, EnvFactory, RunConfig, check_hyperparams,
@@ -409,6 +410,7 @@ def run_sweep(settings: SweepSettings, output: str | Path, *, address: str | Non
         raise ConfigError(f"cpus_per_trial must be > 0, got {cpus_per_trial!r}.")
     longest = check_sweep(settings, make_env, env_ids)
     experiments = _experiments(settings, max_concurrent)
+    check_output_name(output, "--output")
     output = Path(output).resolve()
     _check_same_sweep(output, settings, f"{make_env.__module__}.{make_env.__qualname__}")
     runs_dir = output / "runs"

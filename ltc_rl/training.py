@@ -52,7 +52,6 @@ from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
-import torch
 import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -63,7 +62,9 @@ from stable_baselines3.common.utils import LinearSchedule, get_device
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 from torch import nn
 
-from ltc_rl.errors import ConfigError, DivergenceError, LtcRlWarning, ModelFileError, TrainingInterrupted, one_line
+from ltc_rl.devices import check_device
+from ltc_rl.errors import (ConfigError, DivergenceError, LtcRlWarning, ModelFileError, TrainingInterrupted,
+                           check_output_name, one_line)
 from ltc_rl.kernels import native
 from ltc_rl.rl.callbacks import (MODEL_FILE, VECNORMALIZE_FILE, CheckpointCallback, EvalCallback, ProgressBar,
                                  atomic_write, latest_checkpoint, read_training_state, remove_stale_temporaries,
@@ -111,23 +112,43 @@ _Check = tuple[str, Callable[[Any], bool]]
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_schedule(value: Any) -> bool:
     if isinstance(value, str) and value.startswith("lin_"):
         try:
-            return float(value[4:]) > 0
+            value = float(value[4:])
         except ValueError:
             return False
     return _is_number(value) and value > 0
 
 
-_POSITIVE_INT: _Check = ("an integer >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1)
-_COUNT: _Check = ("an integer >= 0 (0 turns it off)", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+def _is_layer_sizes(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_int(size) and size >= 1 for size in value)
+
+
+def _is_net_arch(value: Any) -> bool:
+    if isinstance(value, dict):
+        return set(value) <= {"pi", "vf"} and all(_is_layer_sizes(sizes) for sizes in value.values())
+    return _is_layer_sizes(value)
+
+
+_POSITIVE_INT: _Check = ("an integer >= 1", lambda v: _is_int(v) and v >= 1)
+_COUNT: _Check = ("an integer >= 0 (0 turns it off)", lambda v: _is_int(v) and v >= 0)
 _SCHEDULE: _Check = ("a number > 0 or 'lin_<number>' (linear decay to 0)", _is_schedule)
 _NON_NEGATIVE: _Check = ("a number >= 0", lambda v: _is_number(v) and v >= 0)
+_POSITIVE: _Check = ("a number > 0", lambda v: _is_number(v) and v > 0)
+_NUMBER: _Check = ("a finite number", _is_number)
+_DISCOUNT: _Check = ("a number in (0, 1]", lambda v: _is_number(v) and 0 < v <= 1)
 _BOOL: _Check = ("true or false", lambda v: isinstance(v, bool))
+_OPTIONAL_BOOL: _Check = ("null, true or false", lambda v: v is None or isinstance(v, bool))
+_NAME: _Check = ("a name", lambda v: isinstance(v, str) and bool(v))
+_MAPPING: _Check = ("a mapping", lambda v: isinstance(v, dict))
 
 #: Hyperparameters the pipeline understands: algorithm arguments and pipeline settings.
 SCHEMA: dict[str, _Check] = {
@@ -135,16 +156,16 @@ SCHEMA: dict[str, _Check] = {
     "n_steps": _POSITIVE_INT,
     "batch_size": _POSITIVE_INT,
     "n_epochs": _POSITIVE_INT,
-    "gamma": ("a number in (0, 1]", lambda v: _is_number(v) and 0 < v <= 1),
+    "gamma": _DISCOUNT,
     "gae_lambda": ("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
     "clip_range": _SCHEDULE,
     "clip_range_vf": ("null, a number > 0 or 'lin_<number>'", lambda v: v is None or _is_schedule(v)),
     "normalize_advantage": _BOOL,
     "ent_coef": _NON_NEGATIVE,
     "vf_coef": _NON_NEGATIVE,
-    "max_grad_norm": ("a number > 0", lambda v: _is_number(v) and v > 0),
+    "max_grad_norm": _POSITIVE,
     "use_sde": _BOOL,
-    "sde_sample_freq": ("an integer (-1: only at rollout start)", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "sde_sample_freq": ("an integer >= -1 (-1: only at rollout start)", lambda v: _is_int(v) and v >= -1),
     "target_kl": ("null or a number > 0", lambda v: v is None or (_is_number(v) and v > 0)),
     "sequence_length": _POSITIVE_INT,
     "n_envs": _POSITIVE_INT,
@@ -154,13 +175,45 @@ SCHEMA: dict[str, _Check] = {
     "eval_freq": _COUNT,
     "n_eval_episodes": _POSITIVE_INT,
     "checkpoint_freq": _COUNT,
-    "policy_kwargs": ("a mapping", lambda v: isinstance(v, dict)),
+    "policy_kwargs": _MAPPING,
+}
+#: VecNormalize options (``normalize: {...}``), as stable-baselines3 takes them.
+NORMALIZE_SCHEMA: dict[str, _Check] = {
+    "norm_obs": _BOOL,
+    "norm_reward": _BOOL,
+    "clip_obs": _POSITIVE,
+    "clip_reward": _POSITIVE,
+    "gamma": _DISCOUNT,
+    "epsilon": _POSITIVE,
+}
+#: Policy keyword arguments whose values are checked here (names and values the policies reject otherwise
+#: surface in the dry construction of :func:`validate`): SB3's ``ActorCriticPolicy`` and the recurrent policies.
+POLICY_KWARGS_SCHEMA: dict[str, _Check] = {
+    "net_arch": ("a list of layer sizes >= 1, or {pi: [...], vf: [...]}", _is_net_arch),
+    "activation_fn": _NAME,
+    "ortho_init": _BOOL,
+    "log_std_init": _NUMBER,
+    "full_std": _BOOL,
+    "use_expln": _BOOL,
+    "squash_output": _BOOL,
+    "share_features_extractor": _BOOL,
+    "normalize_images": _BOOL,
+    "optimizer_kwargs": _MAPPING,
+    "features_extractor_kwargs": _MAPPING,
+    "cell": ("null or a cell name", lambda v: v is None or (isinstance(v, str) and bool(v))),
+    "units": _POSITIVE_INT,
+    "wiring": _NAME,
+    "sparsity_level": ("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
+    "wiring_seed": ("null or an integer >= 0", lambda v: v is None or (_is_int(v) and v >= 0)),
+    "cell_kwargs": _MAPPING,
+    "critic": _NAME,
+    "controller": _OPTIONAL_BOOL,
+    "time_unit": ("null or a number > 0", lambda v: v is None or (_is_number(v) and v > 0)),
 }
 #: Settings that configure the pipeline rather than the algorithm.
 PIPELINE_KEYS = ("n_envs", "n_timesteps", "normalize", "eval_freq", "n_eval_episodes", "checkpoint_freq")
 #: Hyperparameters only some algorithms take.
 ALGORITHM_ONLY = {"sequence_length": ("RecurrentPPO",)}
-_VECNORMALIZE_OPTIONS = ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon")
 
 
 def _check_name(name: str, allowed: Sequence[str], what: str) -> None:
@@ -171,18 +224,27 @@ def _check_name(name: str, allowed: Sequence[str], what: str) -> None:
     raise ConfigError(f"unknown {what} {name!r}{hint}; known: {', '.join(sorted(allowed))}.")
 
 
+def _check_value(origin: str, name: str, value: Any, check: _Check) -> None:
+    expected, accepts = check
+    if not accepts(value):
+        raise ConfigError(f"{origin} {name}={value!r} is invalid: expected {expected}.")
+
+
 def check_hyperparams(hyperparams: Mapping[str, Any], algorithm: str, origin: str = "hyperparameter") -> None:
-    """Names and value types of ``hyperparams`` for ``algorithm`` (raises :class:`ConfigError`)."""
+    """Names and value ranges of ``hyperparams`` for ``algorithm``, including the VecNormalize options and the
+    policy keyword arguments this module knows (raises :class:`ConfigError`)."""
     allowed = [k for k in SCHEMA if algorithm in ALGORITHM_ONLY.get(k, (algorithm,))]
     for name, value in hyperparams.items():
         _check_name(name, allowed, origin)
-        expected, check = SCHEMA[name]
-        if not check(value):
-            raise ConfigError(f"{origin} {name}={value!r} is invalid: expected {expected}.")
+        _check_value(origin, name, value, SCHEMA[name])
     normalize = hyperparams.get("normalize")
     if isinstance(normalize, dict):
-        for option in normalize:
-            _check_name(option, _VECNORMALIZE_OPTIONS, "VecNormalize option")
+        for option, value in normalize.items():
+            _check_name(option, list(NORMALIZE_SCHEMA), "VecNormalize option")
+            _check_value(origin, f"normalize.{option}", value, NORMALIZE_SCHEMA[option])
+    for option, value in hyperparams.get("policy_kwargs", {}).items():
+        if option in POLICY_KWARGS_SCHEMA:
+            _check_value(origin, f"policy_kwargs.{option}", value, POLICY_KWARGS_SCHEMA[option])
     activation = hyperparams.get("policy_kwargs", {}).get("activation_fn")
     if activation is not None:
         _check_name(str(activation), list(ACTIVATIONS), "activation_fn")
@@ -349,11 +411,7 @@ class RunConfig:
 
 
 def _resolve_device(device: str) -> str:
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda.")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but no CUDA device is available; use --device cpu.")
-    return device
+    return check_device(device, allow_auto=True)
 
 
 def resolve_config(env_id: str, policy: str = "ltc", total_timesteps: int | None = None, n_envs: int | None = None,
@@ -449,7 +507,7 @@ def validate(config: RunConfig, make_env: EnvFactory = sb3_make_vec,
     try:
         try:
             model = build_model(config, env)
-        except (ValueError, TypeError, AssertionError, KeyError) as exc:
+        except (ValueError, TypeError, AssertionError, KeyError, RuntimeError) as exc:
             raise ConfigError(f"invalid hyperparameters for --policy {config.policy} on {config.env_id}: {exc}") \
                 from exc
         if trained_agent is not None:
@@ -538,6 +596,7 @@ def train(config: RunConfig, output: str | Path, progress_bar: bool = True,
 
     ``on_evaluation(history)`` runs after every evaluation (e.g. to report to a hyperparameter search).
     """
+    check_output_name(output, "--output")
     run_dir = Path(output)
     if run_dir.exists():
         raise ConfigError(f"output folder {run_dir} already exists; pass --resume {run_dir} to continue it, "

@@ -18,9 +18,11 @@ import sys
 from pathlib import Path
 
 from ltc_rl.cli import add_num_threads
-from ltc_rl.errors import cli_main
+from ltc_rl.devices import check_device
+from ltc_rl.errors import check_output_file, cli_main
 from ltc_rl.kernels import native
 from ltc_rl.kernels.benchmark import default_cases, format_table, run_cases
+from ltc_rl.rl.callbacks import atomic_write
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    check_device(args.device)
+    if args.json is not None:
+        check_output_file(args.json, "--json")
     cases = [c for c in default_cases(args.quick, args.device, args.num_threads) if args.only in (None, c.kind)]
     fused_path = native.describe()  # builds the native kernel here, not inside a timed case
     results = run_cases(cases)
@@ -43,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
           f"device {args.device}; ltc_rl fused solver on CPU: {fused_path}\n")
     print(format_table(results))
     if args.json is not None:
-        args.json.write_text(json.dumps([r.to_dict() for r in results], indent=2, default=str))
+        text = json.dumps([r.to_dict() for r in results], indent=2, default=str)
+        atomic_write(args.json, lambda handle: handle.write(text.encode()))
         print(f"\nwrote {args.json}")
 
 

@@ -22,11 +22,10 @@ import argparse
 import sys
 import warnings
 
-from agents import LTCAgent
-from agents.evaluation import (check_video, format_table, plot_neuron_activity, record_episode, record_video,
-                               resolve_env_id, robustness, write_json)
+from agents.evaluation import (check_noise_levels, check_video, format_table, load_agent, plot_neuron_activity,
+                               record_episode, record_video, resolve_env_id, robustness, write_json)
 from ltc_rl.cli import add_alias, add_obs_noise
-from ltc_rl.errors import LtcRlWarning, cli_main
+from ltc_rl.errors import LtcRlWarning, check_output_file, cli_main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,11 +61,16 @@ def run(args: argparse.Namespace) -> int:
         warnings.warn("--deterministic is the default now; drop it (--stochastic samples actions).", LtcRlWarning,
                       stacklevel=1)
     deterministic = not args.stochastic
-    agent = LTCAgent.load(args.model, device=args.device, trust_pickle=args.trust_pickle, best=args.load_best,
-                          checkpoint=args.load_checkpoint)
+    levels = args.obs_noise or [None]
+    check_noise_levels(levels)
+    for flag, path, suffixes in (("--json", args.json, ()), ("--plot-neurons", args.plot_neurons, (".png",)),
+                                 ("--video", args.video, (".mp4", ".gif"))):
+        if path is not None:
+            check_output_file(path, flag, suffixes)
+    agent = load_agent(args.model, device=args.device, trust_pickle=args.trust_pickle, best=args.load_best,
+                       checkpoint=args.load_checkpoint)
     if args.video:  # what a video needs is checked before the episodes run
         check_video(args.video, resolve_env_id(agent, args.env))
-    levels = args.obs_noise or [None]
     results = robustness(agent, levels, args.episodes, args.env, deterministic, args.seed)
     print(format_table(results))
     if args.json:

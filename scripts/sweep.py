@@ -78,7 +78,7 @@ def sweep(args: argparse.Namespace) -> int:
         env_options={"obs_noise": args.obs_noise, "irregular": parse_frame_range(args.irregular),
                      "dt_in_obs": args.dt_in_obs},
         vec_env=args.vec_env)
-    result = run_sweep(settings, args.output or f"runs/sweep_{args.env}", address=args.address,
+    result = run_sweep(settings, f"runs/sweep_{args.env}" if args.output is None else args.output, address=args.address,
                        num_cpus=args.num_cpus, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
                        make_env=envs.make_vec)
     if result.summary:

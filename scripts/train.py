@@ -100,7 +100,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         config = resolve_config(args.env, args.policy or "ltc", args.total_timesteps, args.n_envs, args.seed,
                                 args.device or "auto", overrides, env_options=env_options,
                                 vec_env=args.vec_env or "dummy")
-        output = args.output or f"runs/{config.env_id}_{config.policy}_seed{config.seed}"
+        output = f"runs/{config.env_id}_{config.policy}_seed{config.seed}" if args.output is None else args.output
         result = train(config, output, not args.no_progress, argv, make_env=envs.make_vec, options=options)
     print(f"done: {result.timesteps} steps, final evaluation return {result.final_mean_reward:.1f}, "
           f"best {result.best_mean_reward:.1f}; run folder {result.run_dir}")

@@ -28,3 +28,23 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+#: Hyperparameters of the smallest run that still writes every file of a run folder (checkpoints at 64 and 128).
+TINY_RUN_HP = {"n_steps": 32, "batch_size": 32, "sequence_length": 8, "n_epochs": 1, "n_eval_episodes": 1,
+               "eval_freq": 64, "checkpoint_freq": 64, "policy_kwargs": {"units": 4}}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished 128-step LTC run on Pendulum-v1 (normalised observations, checkpoints, best/, monitor/), made once
+    per session; tests copy it before changing anything."""
+    import envs
+    from ltc_rl.kernels import compile_mode
+    from ltc_rl.training import resolve_config, train
+
+    run = tmp_path_factory.mktemp("tiny_run") / "run"
+    config = resolve_config("Pendulum-v1", "ltc", total_timesteps=128, n_envs=2, seed=0, device="cpu",
+                            overrides=TINY_RUN_HP, env_options={"obs_noise": 0.0, "irregular": None, "dt_in_obs": False},
+                            env_ids=envs.available_ids())
+    with compile_mode(False):
+        train(config, run, progress_bar=False, argv=["tiny_run"], make_env=envs.make_vec)
+    return run

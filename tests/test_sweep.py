@@ -1,8 +1,9 @@
 """Sweeps (ltc_rl.sweep, scripts/sweep.py) and the summary across seeds (ltc_rl.rl.summary).
 
-The default tests need no Ray: the summary from synthetic run folders, a trial run, interrupted and
+Most default tests need no Ray: the summary from synthetic run folders, a trial run, interrupted and
 resumed through ``run_trial`` (the function every Tune trial calls), settings validation and the error
-without Ray. The tests that start Ray are slow-marked and skip when Ray is not installed.
+without Ray. One short sweep goes through Ray Tune in the default suite (CI installs the ``distributed``
+extra for it); the longer Ray tests are slow-marked. All of them skip when Ray is not installed.
 """
 
 from __future__ import annotations
@@ -268,6 +269,23 @@ def _tiny_args(output: Path) -> list[str]:
     for item in TINY_HP:
         args += ["--hp", item]
     return args
+
+
+def test_one_trial_sweep_through_ray_tune(tmp_path, monkeypatch):
+    """The multi-machine path in the default suite: a Tune trial in a Ray worker writes a complete run folder,
+    reports its evaluations and the sweep summarises it (a feed-forward policy: no kernel build in the worker)."""
+    pytest.importorskip("ray.tune", reason="Ray Tune is not installed (pip install ltc_rl[distributed])")
+    overrides = ("n_steps=32", "batch_size=32", "n_epochs=1", "eval_freq=64", "n_eval_episodes=1",
+                 "checkpoint_freq=64", "n_envs=2")
+    settings = SweepSettings("CartPole-v1", policies=("mlp",), seeds=(0,), total_timesteps=128, overrides=overrides,
+                             device="cpu")
+    result = run_sweep(settings, tmp_path / "sweep", num_cpus=1)
+    assert (result.trials, result.finished, result.interrupted, result.errors) == (1, 1, 0, [])
+    run = tmp_path / "sweep" / "runs" / "CartPole-v1_mlp_seed0"
+    record = load_run(run)
+    assert record.finished and record.timesteps.tolist() == [64, 128] and (run / "model.zip").is_file()
+    rows = list(csv.DictReader(result.summary["csv"].open()))
+    assert [row["seeds"] for row in rows] == ["0"] and float(rows[0]["mean"]) == pytest.approx(record.final_return)
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -25,7 +26,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
-from ltc_rl.errors import DivergenceError, LtcRlWarning, ModelFileError
+from ltc_rl.errors import ConfigError, DivergenceError, LtcRlWarning, ModelFileError
 from ltc_rl.rl.evaluation import evaluate
 from ltc_rl.rl.guards import non_finite_state
 # The file names and checkpoint readers live in run_files; they are re-exported here, where callers import them.
@@ -69,6 +70,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except IsADirectoryError as exc:  # a folder where the file belongs: nothing this process can fix by itself
+        temporary.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: a folder of that name is in the way; move it away.") from exc
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -150,7 +154,8 @@ class CheckpointCallback(BaseCallback):
         found = [model for _, model in checkpoints(self.folder)]
         for model in found[:-self.keep] if self.keep > 0 else []:
             for path in checkpoint_members(model):
-                path.unlink(missing_ok=True)
+                if not path.is_dir() or path.is_symlink():  # a stray folder of that name is not this run's to delete
+                    path.unlink(missing_ok=True)
 
     def _on_step(self) -> bool:
         if self.save_freq > 0 and self.num_timesteps - self._last_saved >= self.save_freq:
@@ -186,10 +191,11 @@ class EvalCallback(BaseCallback):
         if self.path.exists():  # resumed run: continue the history
             try:
                 with np.load(self.path) as saved:
-                    self.timesteps = saved["timesteps"].tolist()
-                    self.returns = saved["results"].tolist()
-                    self.lengths = saved["ep_lengths"].tolist()
-            except (OSError, ValueError, KeyError, EOFError) as error:
+                    history = [saved[name].tolist() for name in ("timesteps", "results", "ep_lengths")]
+                if any(not isinstance(entries, list) or len(entries) != len(history[0]) for entries in history):
+                    raise ValueError("its arrays disagree on the number of evaluations")
+                self.timesteps, self.returns, self.lengths = history
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
                 warnings.warn(f"evaluation history {self.path} is unreadable ({error}); starting a new one",
                               LtcRlWarning, stacklevel=2)
 

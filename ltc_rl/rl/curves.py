@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ltc_rl.errors import LtcRlWarning
 from ltc_rl.rl.callbacks import atomic_write
 
 __all__ = ["plot_learning_curve", "training_episodes"]
 
 
 def training_episodes(monitor_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative environment steps at the end of each training episode and its return (from Monitor CSVs)."""
+    """Cumulative environment steps at the end of each training episode and its return (from Monitor CSVs).
+
+    The curve only decorates the figure: Monitor CSVs that are missing, emptied or garbled (stable-baselines3's
+    reader fails on them with bare assertion, index or parser errors) leave it out with a warning.
+    """
     from stable_baselines3.common.monitor import LoadMonitorResultsError, load_results
 
     try:
         frame = load_results(str(monitor_dir))
     except LoadMonitorResultsError:
+        return np.zeros(0), np.zeros(0)
+    except (AssertionError, IndexError, KeyError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+        warnings.warn(f"the Monitor CSVs in {monitor_dir} are unreadable ({type(exc).__name__}); the learning curve "
+                      "leaves out the training episodes.", LtcRlWarning, stacklevel=2)
         return np.zeros(0), np.zeros(0)
     return np.cumsum(frame["l"].to_numpy()), frame["r"].to_numpy()
 

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import math
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,10 +63,17 @@ class RunRecord:
     configuration: dict[str, Any]
     timesteps: np.ndarray
     returns: np.ndarray
+    #: why the folder could not be read (then it only appears among the excluded runs); None when it could.
+    problem: str | None = None
+
+    @classmethod
+    def unreadable(cls, run_dir: Path, problem: str) -> "RunRecord":
+        """A run folder whose files are corrupt: listed as excluded, never summarised."""
+        return cls(run_dir, "?", "?", -1, 0, {}, np.zeros(0, dtype=np.int64), np.zeros(0), problem)
 
     @property
     def finished(self) -> bool:
-        return bool(self.timesteps.size) and int(self.timesteps[-1]) >= self.total_timesteps
+        return self.problem is None and bool(self.timesteps.size) and int(self.timesteps[-1]) >= self.total_timesteps
 
     @property
     def final_return(self) -> float:
@@ -80,33 +88,52 @@ class RunRecord:
 
 
 def load_run(run_dir: str | Path) -> RunRecord | None:
-    """The :class:`RunRecord` of ``run_dir``, or None when it has no ``config.yaml`` or no evaluations yet."""
+    """The :class:`RunRecord` of ``run_dir``, or None when it has no ``config.yaml`` or no evaluations yet.
+
+    Raises :class:`DataError` when either file is unreadable or not what :mod:`ltc_rl.training` writes.
+    """
     run_dir = Path(run_dir)
     config_path, evaluations_path = run_dir / CONFIG_FILE, run_dir / EVALUATIONS_FILE
     if not config_path.is_file() or not evaluations_path.is_file():
         return None
-    config = yaml.safe_load(config_path.read_text()) or {}
-    missing = [key for key in ("env_id", "policy", "seed", "total_timesteps") if key not in config]
+    try:
+        config = yaml.safe_load(config_path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise DataError(f"{config_path} is unreadable ({type(exc).__name__}).") from exc
+    missing = [key for key in ("env_id", "policy", "seed", "total_timesteps") if not isinstance(config, dict)
+               or key not in config]
     if missing:
         raise DataError(f"{config_path} lacks {missing}; it was not written by ltc_rl.training.")
-    with np.load(evaluations_path) as saved:
-        timesteps = np.asarray(saved["timesteps"], dtype=np.int64)
-        results = np.asarray(saved["results"], dtype=float)
-    returns = results.mean(axis=1) if results.size else np.zeros(0)
+    try:
+        with np.load(evaluations_path, allow_pickle=False) as saved:
+            timesteps = np.asarray(saved["timesteps"], dtype=np.int64).reshape(-1)
+            results = np.asarray(saved["results"], dtype=float)
+        seed, total_timesteps = int(config["seed"]), int(config["total_timesteps"])
+        returns = results.mean(axis=1) if results.size else np.zeros(0)
+    except (OSError, EOFError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{evaluations_path} or its config.yaml is unreadable or malformed "
+                        f"({type(exc).__name__}).") from exc
+    if returns.shape != timesteps.shape:
+        raise DataError(f"{evaluations_path} holds {timesteps.size} evaluation steps but {returns.size} results.")
     rest = {k: v for k, v in config.items() if k not in (*_NOT_CONFIGURATION, "hyperparams")}
     configuration = {**_flatten(config.get("hyperparams") or {}), **_flatten(rest)}
-    return RunRecord(run_dir, str(config["env_id"]), str(config["policy"]), int(config["seed"]),
-                     int(config["total_timesteps"]), configuration, timesteps, returns)
+    return RunRecord(run_dir, str(config["env_id"]), str(config["policy"]), seed, total_timesteps, configuration,
+                     timesteps, returns)
 
 
 def is_finished(run_dir: str | Path) -> bool:
-    """Whether the run in ``run_dir`` trained all its configured steps (its final evaluation is written)."""
-    record = load_run(run_dir)
+    """Whether the run in ``run_dir`` trained all its configured steps (its final evaluation is written); False
+    when its files are unreadable (so a sweep trains it again)."""
+    try:
+        record = load_run(run_dir)
+    except DataError:
+        return False
     return record is not None and record.finished
 
 
 def find_runs(*roots: str | Path) -> list[RunRecord]:
-    """Every run folder at or below ``roots`` that has evaluations, sorted by path.
+    """Every run folder at or below ``roots`` that has evaluations, sorted by path; folders with corrupt files
+    come back as :meth:`RunRecord.unreadable` (so a summary lists them as excluded instead of failing).
 
     Raises :class:`MissingFileError` when a root does not exist or holds no run folder.
     """
@@ -115,7 +142,10 @@ def find_runs(*roots: str | Path) -> list[RunRecord]:
         if not root.exists():
             raise MissingFileError(f"{root} does not exist; pass run folders or folders that contain them.")
         for config_path in sorted(root.rglob(CONFIG_FILE)):
-            record = load_run(config_path.parent)
+            try:
+                record = load_run(config_path.parent)
+            except DataError as exc:
+                record = RunRecord.unreadable(config_path.parent, str(exc))
             if record is not None:
                 records.append(record)
     if not records:
@@ -228,8 +258,9 @@ def format_markdown(groups: Sequence[GroupSummary], excluded: Sequence[RunRecord
                      f"{', '.join(map(str, steps))} | {_number(group.mean)} +- {_number(group.std)} | "
                      f"[{_number(low)}, {_number(high)}] |")
     if excluded:
-        lines += ["", f"Excluded (unfinished, interrupted or stopped early): {len(excluded)} runs", ""]
-        lines += [f"- {run.run_dir}: reached {int(run.timesteps[-1]) if run.timesteps.size else 0} of "
+        lines += ["", f"Excluded (unfinished, interrupted, stopped early or unreadable): {len(excluded)} runs", ""]
+        lines += [f"- {run.run_dir}: unreadable, {run.problem}" if run.problem is not None else
+                  f"- {run.run_dir}: reached {int(run.timesteps[-1]) if run.timesteps.size else 0} of "
                   f"{run.total_timesteps} steps" for run in excluded]
     return "\n".join(lines) + "\n"
 

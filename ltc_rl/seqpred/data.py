@@ -113,6 +113,12 @@ def load_trace(path: str | Path, min_steps: int = 2) -> np.ndarray:
     if array.shape[0] < min_steps:
         raise DataError(f"trace {str(path)!r} has {array.shape[0]} steps; at least {min_steps} are needed to cut one "
                          "window (lower seq_len or record longer traces).")
+    if array.shape[1] < 1:
+        raise DataError(f"trace {str(path)!r} has shape {array.shape}: no observation columns; record it again "
+                        "(scripts/collect_traces.py) or remove it.")
+    if np.iscomplexobj(array):
+        raise DataError(f"trace {str(path)!r} holds complex values; traces are real (steps, obs_dim) arrays, record it "
+                        "again or store the real and imaginary parts as separate columns.")
     if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
         raise DataError(f"trace {str(path)!r} contains non-numeric or non-finite values; record it again or remove it.")
     return array.astype(np.float32)

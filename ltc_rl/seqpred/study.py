@@ -31,7 +31,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ltc_rl.errors import ConfigError, OutputExistsError
+from ltc_rl.devices import check_device
+from ltc_rl.errors import ConfigError, OutputExistsError, check_output_name
 from ltc_rl.seqpred.data import SequenceSplits, load_splits
 from ltc_rl.seqpred.models import SEQPRED_MODELS, build_predictor, learning_rate_for
 from ltc_rl.seqpred.report import (aggregate, markdown_table, plot_validation_curves, target_check,
@@ -61,6 +62,7 @@ class StudyConfig:
     command: str = ""
 
     def __post_init__(self) -> None:
+        check_output_name(self.out, "--out")
         self.data, self.out = Path(self.data), Path(self.out)
         self.models = tuple(self.models)
         unknown = [m for m in self.models if m not in SEQPRED_MODELS]
@@ -72,14 +74,10 @@ class StudyConfig:
         if not 0.0 <= self.sparsity < 1.0:
             raise ConfigError(f"sparsity must lie in [0, 1), got {self.sparsity}; use 0 for dense models and e.g. 0.5 "
                               "for half.")
-        try:
-            device = torch.device(self.device)
-        except RuntimeError as exc:
-            raise ConfigError(f"unknown device {self.device!r}; use cpu or cuda.") from exc
-        if device.type not in ("cpu", "cuda"):
-            raise ConfigError(f"unsupported device {self.device!r}; use cpu or cuda.")
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {self.device!r} requested but no CUDA device is available; use --device cpu.")
+        check_device(self.device)
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"--out {str(self.out)!r} is a file; pass a folder for the report (it is created if "
+                              "missing).")
 
 
 @dataclass

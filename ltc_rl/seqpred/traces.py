@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from ltc_rl.errors import ConfigError, OutputExistsError, SpaceMismatchError
+from ltc_rl.errors import ConfigError, OutputExistsError, SpaceMismatchError, check_output_name
 from ltc_rl.seqpred.data import TRACE_PATTERN
 
 __all__ = ["Policy", "random_policy", "collect_traces", "RecurrentModelPolicy", "load_run_policy"]
@@ -48,6 +48,9 @@ def collect_traces(env_factory: Callable[[], gym.Env], policy: Policy | None, ep
     """
     if episodes < 1 or max_steps < 1:
         raise ConfigError(f"episodes and max_steps must be >= 1, got {episodes} and {max_steps}.")
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0 (episode k is reset with seed + k), got {seed}.")
+    check_output_name(out_dir, "--out")
     out = Path(out_dir)
     existing = sorted(out.glob(TRACE_PATTERN)) if out.is_dir() else []
     if existing and not overwrite:
