@@ -85,22 +85,18 @@ def add_policies(parser: argparse.ArgumentParser, default: str, help: str) -> No
     add_alias(parser, "--models", "policies")
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+def check_num_threads(value: int | None) -> int | None:
+    """``--num-threads`` checked: None (torch's default) or an integer >= 1 (raises :class:`ConfigError`)."""
+    if value is not None and value < 1:
+        raise ConfigError(f"--num-threads must be >= 1, got {value}.")
     return value
 
 
 def add_num_threads(parser: argparse.ArgumentParser, default: int | None = None) -> None:
     """``--num-threads N`` (torch CPU threads; hidden alias ``--threads``)."""
-    parser.add_argument("--num-threads", type=positive_int, default=default,
+    parser.add_argument("--num-threads", type=int, default=default,
                         help=f"torch CPU threads (default {default if default is not None else 'torch default'})")
-    add_alias(parser, "--threads", "num_threads", type=positive_int)
+    add_alias(parser, "--threads", "num_threads", type=int)
 
 
 def add_env_arguments(parser: argparse.ArgumentParser) -> None:

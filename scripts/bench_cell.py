@@ -17,7 +17,7 @@ import platform
 import sys
 from pathlib import Path
 
-from ltc_rl.cli import add_num_threads
+from ltc_rl.cli import add_num_threads, check_num_threads
 from ltc_rl.devices import check_device
 from ltc_rl.errors import check_output_file, cli_main
 from ltc_rl.kernels import native
@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     check_device(args.device)
+    check_num_threads(args.num_threads)
     if args.json is not None:
         check_output_file(args.json, "--json")
     cases = [c for c in default_cases(args.quick, args.device, args.num_threads) if args.only in (None, c.kind)]

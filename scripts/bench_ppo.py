@@ -11,8 +11,8 @@ import sys
 
 import torch
 
-from ltc_rl.errors import ConfigError, cli_main
-from ltc_rl.cli import add_num_threads
+from ltc_rl.cli import add_num_threads, check_num_threads
+from ltc_rl.errors import cli_main
 from ltc_rl.rl.benchmark import CANDIDATES, BenchSettings, format_results, run_benchmark
 
 
@@ -32,9 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.num_threads < 1:
-        raise ConfigError(f"--num-threads must be >= 1, got {args.num_threads}.")
-    torch.set_num_threads(args.num_threads)
+    torch.set_num_threads(check_num_threads(args.num_threads))
     settings = BenchSettings(iterations=1 if args.quick else args.iterations, repeats=1 if args.quick else args.repeats,
                              sequence_length=args.sequence_length, device=args.device,
                              candidates=tuple(c.strip() for c in args.candidates.split(",") if c.strip()))

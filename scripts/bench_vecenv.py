@@ -12,7 +12,7 @@ import torch
 
 import envs
 from ltc_rl.errors import cli_main
-from ltc_rl.cli import add_num_threads, add_policies, parse_list
+from ltc_rl.cli import add_num_threads, add_policies, check_num_threads, parse_list
 from ltc_rl.rl.vecenv_benchmark import VecEnvBenchSettings, format_vec_env_results, run_vec_env_benchmark
 
 
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.num_threads)
+    torch.set_num_threads(check_num_threads(args.num_threads))
     settings = VecEnvBenchSettings(env_id=args.env, policies=tuple(parse_list(args.policies)),
                                    steps=args.steps, repeats=args.repeats, n_envs=args.n_envs)
     print(format_vec_env_results(run_vec_env_benchmark(settings, envs.make_vec), settings))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import envs
 from agents.evaluation import evaluate_run_noise
-from ltc_rl.cli import add_num_threads, add_obs_noise, add_total_timesteps
+from ltc_rl.cli import add_num_threads, add_obs_noise, add_total_timesteps, check_num_threads
 from ltc_rl.errors import cli_main
 from ltc_rl.studies.rl_benchmark import build_settings, load_study, run_benchmark
 from ltc_rl.studies.rl_report import write_report
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         load_study(args.study) if args.study else None, args.tasks, args.policies, args.seeds, args.total_timesteps,
         args.hp, args.obs_noise, args.noise_episodes, args.thresholds, args.reference, args.device,
         command=" ".join(shlex.quote(part) for part in ["python", "scripts/benchmark_rl.py", *argv]))
-    result = run_benchmark(settings, args.out, workers=args.workers, threads=args.num_threads,
+    result = run_benchmark(settings, args.out, workers=args.workers, threads=check_num_threads(args.num_threads),
                            use_ray=args.ray is not None, ray_address=None if args.ray in (None, "local") else args.ray,
                            make_env=envs.make_vec, evaluate_noise=evaluate_run_noise,
                            progress_every=args.progress_every, log=lambda line: print(line, flush=True))

@@ -14,7 +14,7 @@ import argparse
 import shlex
 import sys
 
-from ltc_rl.cli import add_num_threads, add_policies, parse_list
+from ltc_rl.cli import add_num_threads, add_policies, check_num_threads, parse_list
 from ltc_rl.errors import cli_main
 from ltc_rl.seqpred import SEQPRED_MODELS, StudyConfig, run_study
 from ltc_rl.seqpred.data import default_data_dir
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python scripts/seqpred.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     config = StudyConfig(data=args.data or default_data_dir(), out=args.out, models=parse_list(args.policies),
                          seeds=args.seeds, epochs=args.epochs, sparsity=args.sparsity, units=args.units,
-                         workers=args.workers, threads=args.num_threads, device=args.device, command=command)
+                         workers=args.workers, threads=check_num_threads(args.num_threads), device=args.device, command=command)
     result = run_study(config)
     print(result.table)
     print(result.files["table"].read_text().split(result.table)[-1].strip())

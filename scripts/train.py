@@ -20,7 +20,8 @@ import sys
 import torch
 
 import envs
-from ltc_rl.cli import add_env_arguments, add_num_threads, add_obs_noise, add_total_timesteps, parse_env_kwargs
+from ltc_rl.cli import (add_env_arguments, add_num_threads, add_obs_noise, add_total_timesteps, check_num_threads,
+                        parse_env_kwargs)
 from ltc_rl.errors import cli_main
 from ltc_rl.training import (POLICIES, ConfigError, SessionOptions, parse_frame_range, parse_overrides, resolve_config,
                              resume, train)
@@ -69,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> None:
-    if args.num_threads is not None:
+    if check_num_threads(args.num_threads) is not None:
         torch.set_num_threads(args.num_threads)
     options = SessionOptions(verbose=args.verbose, log_interval=args.log_interval,
                              tensorboard_log=args.tensorboard_log, trained_agent=args.trained_agent)

@@ -232,8 +232,8 @@ def test_collect_traces_refuses_a_negative_seed_before_creating_the_output(tmp_p
 
 # ------------------------------------------------------------------------------------------ found by the fuzz
 @pytest.mark.parametrize("script, argv, match", [
-    ("bench_vecenv", ["--threads", "0"], "--threads must be >= 1, got 0"),
-    ("bench_cell", ["--threads", "0"], "--threads must be >= 1, got 0"),
+    ("bench_vecenv", ["--threads", "0"], "--num-threads must be >= 1, got 0"),
+    ("bench_cell", ["--threads", "0"], "--num-threads must be >= 1, got 0"),
     ("bench_cell", ["--device", "tpu"], "unknown device 'tpu'"),
     ("bench_cell", ["--json", "{tmp}"], "is a folder; pass a file name"),
 ])
