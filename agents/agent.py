@@ -140,13 +140,21 @@ class LTCAgent:
     def _control_step(self, obs: np.ndarray, buffer: Tensor, state: Tensor) -> np.ndarray:
         """:meth:`act`'s common case (one observation, one nominal step, deterministic, after the first
         step) with nothing around the network but a copy into the preallocated input."""
-        if buffer.device.type == "cpu":
-            np.copyto(self._single_input_array, obs, casting="same_kind")
-        else:
-            buffer.copy_(torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(buffer.shape))
+        self._fill_single_input(obs, buffer)
         with torch.inference_mode():
             action_t, self.state = self.network.forward(buffer, state, None)
-        action = (action_t.numpy() if action_t.device.type == "cpu" else action_t.cpu().numpy())[0]
+        return self._actions(action_t)[0]
+
+    def _fill_single_input(self, observation: np.ndarray, buffer: Tensor) -> None:
+        """Copy one observation into the preallocated ``(1, *obs_shape)`` input (through its numpy view on CPU)."""
+        if buffer.device.type == "cpu":
+            np.copyto(self._single_input_array, observation, casting="same_kind")
+        else:
+            buffer.copy_(torch.as_tensor(np.asarray(observation, dtype=np.float32)).reshape(buffer.shape))
+
+    def _actions(self, action_t: Tensor) -> np.ndarray:
+        """The network's actions as a numpy array of the action space's dtype."""
+        action = action_t.numpy() if action_t.device.type == "cpu" else action_t.cpu().numpy()
         return action if self._action_dtype is None else action.astype(self._action_dtype, copy=False)
 
     def predict(self, observation: np.ndarray, state: np.ndarray | Tensor | None = None,
@@ -168,10 +176,7 @@ class LTCAgent:
             if buffer is None or buffer.device != self.device:
                 buffer = self._single_input = torch.empty((1, *shape), dtype=torch.float32, device=self.device)
                 self._single_input_array = buffer.numpy()[0] if buffer.device.type == "cpu" else None
-            if buffer.device.type == "cpu":
-                np.copyto(self._single_input_array, observation, casting="same_kind")
-            else:
-                buffer.copy_(torch.as_tensor(np.asarray(observation, dtype=np.float32)).reshape(1, *shape))
+            self._fill_single_input(observation, buffer)
             return buffer, True
         obs = np.asarray(observation, dtype=np.float32)
         if obs.shape[1:] != shape:
@@ -201,9 +206,7 @@ class LTCAgent:
         # inference_mode: the control step needs no autograd bookkeeping at all.
         with torch.inference_mode():
             action_t, state_t = (self.network.forward if deterministic else self.network.sample)(obs_t, state_t, dt_t)
-        action = action_t.numpy() if action_t.device.type == "cpu" else action_t.cpu().numpy()
-        if self._action_dtype is not None:
-            action = action.astype(self._action_dtype, copy=False)
+        action = self._actions(action_t)
         return (action[0] if single else action), state_t
 
     def __repr__(self) -> str:
