@@ -410,10 +410,6 @@ class RunConfig:
         return options
 
 
-def _resolve_device(device: str) -> str:
-    return check_device(device, allow_auto=True)
-
-
 def resolve_config(env_id: str, policy: str = "ltc", total_timesteps: int | None = None, n_envs: int | None = None,
                    seed: int | None = None, device: str = "auto", overrides: Mapping[str, Any] | None = None,
                    env_options: Mapping[str, Any] | None = None, vec_env: str = "dummy",
@@ -441,7 +437,8 @@ def resolve_config(env_id: str, policy: str = "ltc", total_timesteps: int | None
     return RunConfig(
         env_id=env_id, policy=policy, algorithm=choice.algorithm, policy_class=choice.policy_class,
         total_timesteps=int(total_timesteps or pipeline.get("n_timesteps", 1_000_000)),
-        n_envs=int(n_envs or pipeline.get("n_envs", 1)), seed=int(seed), device=_resolve_device(device),
+        n_envs=int(n_envs or pipeline.get("n_envs", 1)), seed=int(seed),
+        device=check_device(device, allow_auto=True),
         hyperparams=hyperparams, normalize=pipeline.get("normalize", True),
         eval_freq=int(pipeline.get("eval_freq", 20_000)), n_eval_episodes=int(pipeline.get("n_eval_episodes", 5)),
         checkpoint_freq=int(pipeline.get("checkpoint_freq", 50_000)),
@@ -640,7 +637,7 @@ def resume(run_dir: str | Path, total_timesteps: int | None = None, device: str 
             raise ConfigError(f"total_timesteps must be an integer >= 1, got {total_timesteps!r}.")
         config.total_timesteps = int(total_timesteps)
     if device is not None:
-        config.device = _resolve_device(device)
+        config.device = check_device(device, allow_auto=True)
     state = None
     if checkpoint is None:
         validate(config, make_env)
