@@ -87,14 +87,16 @@ def nominal_elapsed_time(venv: VecEnv) -> float | None:
     return None if value is None else float(value)
 
 
+def _period(value: Any) -> float | None:
+    """``value`` as a control period: a positive number, else None."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
 def env_period(env: Any) -> float | None:
     """Seconds one step of a gymnasium env covers, from its ``dt`` / ``tau`` attribute; None if it has neither."""
     base = getattr(env, "unwrapped", env)
-    for attribute in PERIOD_ATTRIBUTES:
-        value = getattr(base, attribute, None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            return float(value)
-    return None
+    periods = (_period(getattr(base, attribute, None)) for attribute in PERIOD_ATTRIBUTES)
+    return next((period for period in periods if period is not None), None)
 
 
 def nominal_period(venv: VecEnv) -> float | None:
@@ -107,12 +109,9 @@ def nominal_period(venv: VecEnv) -> float | None:
     reported = nominal_elapsed_time(venv)
     if reported is not None:
         return reported
-    for attribute in PERIOD_ATTRIBUTES:
-        if venv.has_attr(attribute):
-            value = venv.get_attr(attribute, indices=[0])[0]
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-                return float(value)
-    return None
+    periods = (_period(venv.get_attr(attribute, indices=[0])[0]) for attribute in PERIOD_ATTRIBUTES
+               if venv.has_attr(attribute))
+    return next((period for period in periods if period is not None), None)
 
 
 def check_dt_scale(dt: Any, time_unit: float | None) -> None:
