@@ -454,12 +454,10 @@ def _stop_training_if_requested(metrics: Mapping[str, Any]) -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def _init_worker(threads: int) -> None:
-    """Worker-process set-up: torch threads, SIGINT remembered outside training, and stop (SIGTERM to itself,
-    which training answers with a checkpoint) once the benchmark process is gone, e.g. after SIGKILL."""
-    import torch
-
-    torch.set_num_threads(threads)
+def _init_worker() -> None:
+    """Worker-process set-up: SIGINT remembered outside training, and stop (SIGTERM to itself, which training
+    answers with a checkpoint) once the benchmark process is gone, e.g. after SIGKILL. (Each job sets its own
+    torch threads, as Ray tasks need it too.)"""
     signal.signal(signal.SIGINT, _request_stop)
     parent = os.getppid()
 
@@ -526,9 +524,9 @@ def _run_job(job: _Job) -> RunOutcome:
 class _LocalPool:
     """Runs jobs in ``workers`` spawned processes of this machine."""
 
-    def __init__(self, workers: int, threads: int) -> None:
+    def __init__(self, workers: int) -> None:
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(threads,))
+                                        initializer=_init_worker)
 
     def submit(self, job: _Job) -> Future:
         return self.pool.submit(_run_job, job)
@@ -654,7 +652,7 @@ def run_benchmark(settings: BenchmarkSettings, output: str | Path, *, workers: i
     if not jobs:
         return result
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    backend: _LocalPool | _RayPool = _RayPool(ray_address, threads) if use_ray else _LocalPool(workers, threads)
+    backend: _LocalPool | _RayPool = _RayPool(ray_address, threads) if use_ray else _LocalPool(workers)
     pending, running = list(jobs), {}
     try:
         last_progress = time.monotonic()
