@@ -21,19 +21,24 @@ from pathlib import Path
 import torch
 
 from agents.benchmark import AGENT_WIRINGS, agent_step_latency, format_agent_latency
-from ltc_rl.errors import ConfigError, cli_main
+from ltc_rl.cli import add_num_threads, check_num_threads
+from ltc_rl.errors import ConfigError, check_output_file, cli_main
 from ltc_rl.kernels import native
 from ltc_rl.kernels.benchmark import format_step_latency, sequence_step_latency
+from ltc_rl.rl.callbacks import atomic_write
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    add_num_threads(parser, default=1)
     parser.add_argument("--blocks", type=int, default=15, help="blocks of calls per path; the best counts (default 15)")
     parser.add_argument("--json", type=Path, default=None, help="also write the measurements to this JSON file")
     args = parser.parse_args(argv)
-    if args.threads < 1 or args.blocks < 1:
-        raise ConfigError(f"--threads and --blocks must be >= 1, got {args.threads} and {args.blocks}.")
+    check_num_threads(args.num_threads)
+    if args.blocks < 1:
+        raise ConfigError(f"--blocks must be >= 1, got {args.blocks}.")
+    if args.json is not None:
+        check_output_file(args.json, "--json")
     return args
 
 
@@ -41,15 +46,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     fused_path = native.describe()  # builds the native kernel here, not inside a timed block
-    torch.set_num_threads(args.threads)
-    steps = sequence_step_latency(args.threads, args.blocks)
-    agents = {label: agent_step_latency(wiring, args.threads, args.blocks) for wiring, label in AGENT_WIRINGS}
-    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} torch thread(s); "
+    torch.set_num_threads(args.num_threads)
+    steps = sequence_step_latency(args.num_threads, args.blocks)
+    agents = {label: agent_step_latency(wiring, args.num_threads, args.blocks) for wiring, label in AGENT_WIRINGS}
+    print(f"machine: {platform.processor() or platform.machine()}, {args.num_threads} torch thread(s); "
           f"ltc_rl fused solver on CPU: {fused_path}\n")
     print(format_step_latency(steps) + "\n")
     print(format_agent_latency(agents))
     if args.json is not None:
-        args.json.write_text(json.dumps({"sequence_step": steps, "agent": agents}, indent=2))
+        text = json.dumps({"sequence_step": steps, "agent": agents}, indent=2)
+        atomic_write(args.json, lambda handle: handle.write(text.encode()))
         print(f"\nwrote {args.json}")
 
 
