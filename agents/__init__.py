@@ -6,7 +6,7 @@
 from agents.agent import LTCAgent
 from agents.export import export_onnx, export_torchscript, load_torchscript
 from agents.network import PolicyNetwork, network_from_policy
-from agents.run_folder import RunFolderError
+from ltc_rl.runs.run_folder import RunFolderError
 
 __all__ = ["LTCAgent", "PolicyNetwork", "network_from_policy", "RunFolderError", "export_torchscript",
            "export_onnx", "load_torchscript"]

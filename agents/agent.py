@@ -26,7 +26,7 @@ from gymnasium import spaces
 from torch import Tensor
 
 from agents.network import PolicyNetwork, network_from_policy
-from agents.run_folder import RunFiles, load_run
+from ltc_rl.runs.run_folder import RunFiles, load_run
 from ltc_rl.cells import RecurrentCell
 from ltc_rl.rl.elapsed_time import check_dt_scale
 from ltc_rl.wirings import Wiring
@@ -65,7 +65,7 @@ class LTCAgent:
         that many steps of the run folder. A run folder without ``model.zip`` loads its newest checkpoint.
 
         The observation normalisation saved with the model (``vecnormalize.npz``, or the checkpoint's own) is
-        applied by the agent; a missing or corrupt file raises :class:`~agents.run_folder.RunFolderError`.
+        applied by the agent; a missing or corrupt file raises :class:`~ltc_rl.runs.run_folder.RunFolderError`.
         Nothing is unpickled: files of older versions (``vecnormalize.pkl``, pickled model metadata) load only
         with ``trust_pickle=True``, for files from a source you trust.
         """

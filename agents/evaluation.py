@@ -9,7 +9,6 @@ trained with (``config.yaml``), optionally on another task id or another observa
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import os
 import subprocess
@@ -28,12 +27,12 @@ from tqdm.auto import tqdm
 
 import envs
 from agents.agent import LTCAgent
-from agents.run_folder import locate
+from ltc_rl.runs.run_folder import locate
 from ltc_rl.devices import check_device
 from ltc_rl.errors import ConfigError, LtcRlError, ModelFileError, SpaceMismatchError
-from ltc_rl.rl.callbacks import atomic_write
+from ltc_rl.runs.files import save_figure, write_text
 from ltc_rl.rl.policies import RecurrentActorCriticPolicy
-from ltc_rl.rl.serialization import inspect_model_file
+from ltc_rl.runs.serialization import inspect_model_file
 from ltc_rl.rl.elapsed_time import ELAPSED_TIME_KEY
 from ltc_rl.rl.evaluation import evaluate
 
@@ -247,7 +246,7 @@ def write_json(path: str | Path, agent: LTCAgent, results: list[EvaluationResult
                 "trained_env_options": agent.env_options, "time_unit": agent.time_unit, **extra,
                 "results": [r.to_dict() for r in results]}
     text = json.dumps(document, indent=2)
-    return atomic_write(path, lambda handle: handle.write(text.encode()))
+    return write_text(path, text)
 
 
 # ---------------------------------------------------------------------------------------------- neurons
@@ -360,10 +359,7 @@ def plot_neuron_activity(agent: LTCAgent, trace: EpisodeTrace, path: str | Path,
                           f"{len(steps)} steps, {action_mode(trace.deterministic)} actions)")
     for ax in axes:
         ax.grid(alpha=0.2)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    written = [atomic_write(path, lambda handle: handle.write(buffer.getvalue()))]
+    written = [save_figure(fig, path, bbox_inches=None)]
     if agent.wiring is not None:
         wiring_path = Path(wiring_path) if wiring_path else path.with_name(f"{path.stem}_wiring{path.suffix}")
         written.append(agent.wiring.draw(wiring_path, title=f"wiring: {agent.wiring!r}"))

@@ -21,7 +21,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import Tensor, nn
 
-from agents.run_folder import ObservationStats
+from ltc_rl.runs.run_folder import ObservationStats
 from ltc_rl.cells import RecurrentCell
 from ltc_rl.errors import ModelFileError
 

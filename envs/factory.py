@@ -93,7 +93,7 @@ def make_vec(env_id: str, n_envs: int = 1, seed: int | None = None,
     ``monitor_dir`` writes the Monitor CSV files (``{i}.monitor.csv``) there; ``monitor_kwargs`` go to each
     ``Monitor`` (e.g. ``override_existing=False`` appends to existing files, as SB3's ``make_vec_env``).
     With ``"subproc"`` the copies skip their own NaN check, whose error would die inside the worker
-    process: check in the parent with ``ltc_rl.rl.guards.VecCheckFinite`` (the training pipeline does).
+    process: check in the parent with ``ltc_rl.runs.guards.VecCheckFinite`` (the training pipeline does).
     """
     import_gym_packages(options.get("gym_packages", ()))
     check_env_id(env_id)

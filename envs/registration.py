@@ -10,7 +10,7 @@ import gymnasium as gym
 from gymnasium.envs.registration import WrapperSpec
 
 from ltc_rl.errors import ConfigError
-from ltc_rl.training import check_env_id as _check_registered
+from ltc_rl.runs.training import check_env_id as _check_registered
 
 __all__ = ["BASE_ENV_IDS", "NOVEL_ENV_IDS", "available_ids", "check_env_id", "import_gym_packages", "register_envs"]
 

@@ -275,7 +275,7 @@ class NonFiniteObservationCheck(gym.Wrapper, RecordConstructorArgs):
     """Raises :class:`NonFiniteObservationError` naming the env when an observation holds NaN or infinity.
 
     A diverged simulation otherwise poisons the learner's statistics silently. ``env_index`` (set by
-    ``ltc_rl.rl.guards.VecCheckFinite`` through ``set_wrapper_attr``) names the copy in a vectorised env.
+    ``ltc_rl.runs.guards.VecCheckFinite`` through ``set_wrapper_attr``) names the copy in a vectorised env.
     """
 
     def __init__(self, env: gym.Env):

@@ -25,7 +25,7 @@ from ltc_rl.cli import add_num_threads, check_num_threads
 from ltc_rl.errors import ConfigError, check_output_file, cli_main
 from ltc_rl.kernels import native
 from ltc_rl.kernels.benchmark import format_step_latency, sequence_step_latency
-from ltc_rl.rl.callbacks import atomic_write
+from ltc_rl.runs.files import atomic_write
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -22,7 +22,7 @@ from ltc_rl.devices import check_device
 from ltc_rl.errors import check_output_file, cli_main
 from ltc_rl.kernels import native
 from ltc_rl.kernels.benchmark import default_cases, format_table, run_cases
-from ltc_rl.rl.callbacks import atomic_write
+from ltc_rl.runs.files import atomic_write
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

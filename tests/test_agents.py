@@ -19,9 +19,9 @@ from agents.evaluation import (EnvMismatchError, VideoUnavailableError, evaluate
 from ltc_rl import wirings
 from ltc_rl.kernels import compile_mode
 from ltc_rl.rl import RecurrentPPO
-from ltc_rl.rl.callbacks import save_model
+from ltc_rl.runs.callbacks import save_model
 from ltc_rl.rl.safe_files import NormalizationStats
-from ltc_rl.training import ConfigError, sb3_make_vec
+from ltc_rl.runs.training import ConfigError, sb3_make_vec
 
 from conftest import load_script, requires_cuda
 

@@ -17,8 +17,8 @@ import torch
 import yaml
 
 import envs
-from ltc_rl.rl.curves import plot_learning_curve, training_episodes
-from ltc_rl.training import HYPERPARAM_FILES, POLICIES, load_hyperparams, resolve_config
+from ltc_rl.runs.curves import plot_learning_curve, training_episodes
+from ltc_rl.runs.training import HYPERPARAM_FILES, POLICIES, load_hyperparams, resolve_config
 
 from conftest import REPO_ROOT
 
@@ -242,10 +242,10 @@ def test_benchmark_options_are_checked_before_measuring(tmp_path, script, argv, 
 
 
 def test_an_evaluation_history_whose_arrays_disagree_is_restarted_with_a_warning(tmp_path):
-    from ltc_rl.rl.callbacks import EvalCallback
+    from ltc_rl.runs.callbacks import RunEvaluationCallback
 
     np.savez(tmp_path / "evaluations.npz", timesteps=np.array([64, 128]), results=np.zeros((1, 2)),
              ep_lengths=np.zeros((2, 2)))
     with pytest.warns(UserWarning, match="disagree on the number of evaluations"):
-        callback = EvalCallback(None, 64, 1, tmp_path, tmp_path / "best")
+        callback = RunEvaluationCallback(None, 64, 1, tmp_path, tmp_path / "best")
     assert callback.timesteps == callback.returns == callback.lengths == []

@@ -40,9 +40,9 @@ from hypothesis import strategies as st
 
 import agents.evaluation
 import ltc_rl.expressivity
-import ltc_rl.training
+import ltc_rl.runs.training
 from ltc_rl.seqpred.data import load_splits
-from ltc_rl.training import TrainResult
+from ltc_rl.runs.training import TrainResult
 
 from conftest import REPO_ROOT
 
@@ -146,7 +146,7 @@ def stub_long_work(name: str, module: ModuleType, patch: pytest.MonkeyPatch) -> 
 
     ``setattr`` raises for a name that no longer exists, so a renamed function fails here instead of the fuzz
     silently running a study."""
-    patch.setattr(ltc_rl.training, "_run", lambda config, run_dir, *a, **k: TrainResult(run_dir, 0, 0.0, 0.0))
+    patch.setattr(ltc_rl.runs.training, "_run", lambda config, run_dir, *a, **k: TrainResult(run_dir, 0, 0.0, 0.0))
     patch.setattr(agents.evaluation, "evaluate", lambda agent, venv, episodes, **k: ([0.0], [1]))
     if name == "evaluate":
         patch.setattr(module, "record_video", lambda agent, path, *a, **k: (Path(path), 0))

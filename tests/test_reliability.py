@@ -26,12 +26,14 @@ import envs
 from ltc_rl.errors import (DivergenceError, ModelFileError, NonFiniteObservationError, SpaceMismatchError,
                            TrainingInterrupted, cli_main)
 from ltc_rl.rl import RecurrentPPO
-from ltc_rl.rl.callbacks import (CheckpointCallback, CheckpointWarning, atomic_write, checkpoint_files,
-                                 latest_checkpoint, read_training_state, save_model, save_vecnormalize)
-from ltc_rl.rl.guards import VecCheckFinite
-from ltc_rl.rl.run_state import capture_random_state, restore_random_state
-from ltc_rl.rl.serialization import inspect_model_file, load_model, load_vecnormalize
-from ltc_rl.training import RunConfig, build_model, resolve_config, train
+from ltc_rl.runs.callbacks import RunCheckpointCallback, save_model, save_vecnormalize
+from ltc_rl.runs.files import atomic_write
+from ltc_rl.runs.layout import checkpoint_files
+from ltc_rl.runs.run_files import CheckpointWarning, latest_checkpoint, read_training_state
+from ltc_rl.runs.guards import VecCheckFinite
+from ltc_rl.runs.run_state import capture_random_state, restore_random_state
+from ltc_rl.runs.serialization import inspect_model_file, load_model, load_vecnormalize
+from ltc_rl.runs.training import RunConfig, build_model, resolve_config, train
 
 from conftest import REPO_ROOT, load_script
 
@@ -166,7 +168,7 @@ def test_unreadable_vecnormalize_statistics(saved, tmp_path):
 # ------------------------------------------------------------------------------------------ checkpoints
 def _checkpointed(folder: Path, steps: list[int]) -> RecurrentPPO:
     model = _tiny_model()
-    callback = CheckpointCallback(0, folder, keep=5)
+    callback = RunCheckpointCallback(0, folder, keep=5)
     callback.init_callback(model)
     for value in steps:
         model.num_timesteps = value

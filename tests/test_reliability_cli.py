@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ltc_rl.rl.run_state import monitor_sizes, rewind_monitor_files
+from ltc_rl.runs.run_state import monitor_sizes, rewind_monitor_files
 
 from conftest import REPO_ROOT, load_script
 

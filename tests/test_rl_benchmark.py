@@ -21,7 +21,7 @@ import yaml
 from scipy import stats
 
 from ltc_rl.errors import ConfigError
-from ltc_rl.rl.summary import is_finished
+from ltc_rl.runs.summary import is_finished
 from ltc_rl.studies.rl_benchmark import (NOISE_FILE, SETTINGS_FILE, BenchmarkSettings, PolicySpec, TaskSpec,
                                          build_settings, load_study, merge_settings, plan_runs, prepare_output,
                                          read_settings, run_benchmark, run_folder)
@@ -155,7 +155,7 @@ def test_script_reports_bad_settings_in_one_line(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------- synthetic runs
 def _fake_run(run_dir: Path, env_id: str, policy: str, seed: int, returns: list[float], total: int,
               noise: dict[float, float] | None = None, episodes: int = 2, checkpoint: bool = False) -> Path:
-    """A run folder as ltc_rl.training leaves it, as far as planning and the report read it."""
+    """A run folder as ltc_rl.runs.training leaves it, as far as planning and the report read it."""
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"env_id": env_id, "policy": policy, "seed": seed,
                                                          "total_timesteps": total, "hyperparams": {}}))

@@ -30,11 +30,12 @@ from agents import LTCAgent, RunFolderError
 from ltc_rl.errors import DivergenceError, LtcRlError
 from ltc_rl.rl import RecurrentPPO
 from ltc_rl.rl.policies import RecurrentActorCriticPolicy
-from ltc_rl.rl.run_files import CheckpointWarning, checkpoints, latest_checkpoint, resolve_model_files
-from ltc_rl.rl.run_state import rewind_monitor_files
+from ltc_rl.runs.layout import checkpoints
+from ltc_rl.runs.run_files import CheckpointWarning, latest_checkpoint, resolve_model_files
+from ltc_rl.runs.run_state import rewind_monitor_files
 from ltc_rl.rl.safe_files import PickleWarning, SAFE, SERIALIZED, read_model_data, save_algorithm
-from ltc_rl.rl.serialization import inspect_model_file, load_model, load_vecnormalize
-from ltc_rl.training import resolve_config, resume, train
+from ltc_rl.runs.serialization import inspect_model_file, load_model, load_vecnormalize
+from ltc_rl.runs.training import resolve_config, resume, train
 
 from conftest import load_script
 

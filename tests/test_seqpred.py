@@ -221,7 +221,7 @@ def test_trained_run_folder_drives_the_collection(tmp_path):
 
     from ltc_rl.errors import ModelFileError
     from ltc_rl.rl import RecurrentPPO
-    from ltc_rl.rl.callbacks import save_vecnormalize
+    from ltc_rl.runs.callbacks import save_vecnormalize
     from ltc_rl.seqpred.traces import load_run_policy
 
     run = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""Sweeps (ltc_rl.sweep, scripts/sweep.py) and the summary across seeds (ltc_rl.rl.summary).
+"""Sweeps (ltc_rl.runs.sweep, scripts/sweep.py) and the summary across seeds (ltc_rl.runs.summary).
 
 Most default tests need no Ray: the summary from synthetic run folders, a trial run, interrupted and
 resumed through ``run_trial`` (the function every Tune trial calls), settings validation and the error
@@ -24,9 +24,9 @@ import yaml
 
 from ltc_rl.errors import TrainingInterrupted
 from ltc_rl.kernels import compile_mode, native
-from ltc_rl.rl.summary import confidence_interval, find_runs, is_finished, load_run, summarize, write_summary
-from ltc_rl.sweep import SweepSettings, check_sweep, load_search_space, run_sweep, run_trial, trial_name
-from ltc_rl.training import ConfigError
+from ltc_rl.runs.summary import confidence_interval, find_runs, is_finished, load_run, summarize, write_summary
+from ltc_rl.runs.sweep import SweepSettings, check_sweep, load_search_space, run_sweep, run_trial, trial_name
+from ltc_rl.runs.training import ConfigError
 
 from conftest import REPO_ROOT
 
@@ -48,7 +48,7 @@ def _eager_kernels():
 
 def _fake_run(root: Path, policy: str, seed: int, curve: list[float], total: int = 1000,
               learning_rate: float = 3e-4, name: str | None = None) -> Path:
-    """A run folder as ltc_rl.training writes it (config.yaml + evaluations.npz), evaluations every 250 steps."""
+    """A run folder as ltc_rl.runs.training writes it (config.yaml + evaluations.npz), evaluations every 250 steps."""
     run = root / (name or f"CartPole-v1_{policy}_seed{seed}_{learning_rate}")
     run.mkdir(parents=True)
     config = {"env_id": "CartPole-v1", "policy": policy, "algorithm": "RecurrentPPO", "policy_class": "MlpLtcPolicy",
@@ -159,7 +159,7 @@ def test_a_different_sweep_in_the_same_folder_is_refused_before_ray_starts(tmp_p
     output.mkdir()
     earlier = SweepSettings("CartPole-v1", policies=("ltc",), seeds=(0, 1, 2), overrides=("n_steps=32",))
     (output / "sweep.yaml").write_text(yaml.safe_dump({**earlier.to_dict(),
-                                                       "make_env": "ltc_rl.training.sb3_make_vec"}))
+                                                       "make_env": "ltc_rl.runs.training.sb3_make_vec"}))
     with pytest.raises(ConfigError, match="holds a different sweep \\(differs in seeds\\)"):
         run_sweep(SweepSettings("CartPole-v1", policies=("ltc",), seeds=(0, 1), overrides=("n_steps=32",)), output)
     assert not ray.is_initialized() and not (output / "runs").exists()

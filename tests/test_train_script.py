@@ -1,4 +1,4 @@
-"""scripts/train.py and the run-folder pipeline (ltc_rl.training)."""
+"""scripts/train.py and the run-folder pipeline (ltc_rl.runs.training)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import yaml
 
 from ltc_rl.kernels import compile_mode, native
 from ltc_rl.rl import RecurrentPPO
-from ltc_rl.rl.callbacks import atomic_write, latest_checkpoint
-from ltc_rl.training import ConfigError, parse_overrides, resolve_config
+from ltc_rl.runs.files import atomic_write
+from ltc_rl.runs.run_files import latest_checkpoint
+from ltc_rl.runs.training import ConfigError, parse_overrides, resolve_config
 
 from conftest import REPO_ROOT
 

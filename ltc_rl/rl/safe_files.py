@@ -405,7 +405,7 @@ def _state_decode(item: Any) -> Any:
 
 
 def write_state(state: dict[str, Any], handle: BinaryIO) -> None:
-    """Write a checkpoint's training state (:mod:`ltc_rl.rl.run_state`) as JSON."""
+    """Write a checkpoint's training state (:mod:`ltc_rl.runs.run_state`) as JSON."""
     handle.write(json.dumps(_state_encode(state)).encode())
 
 

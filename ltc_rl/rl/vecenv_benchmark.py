@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from ltc_rl.errors import ConfigError
 from ltc_rl.rl.benchmark import _RolloutTimer
-from ltc_rl.training import POLICIES, VEC_ENVS, EnvFactory, build_model, resolve_config, sb3_make_vec
+from ltc_rl.runs.training import POLICIES, VEC_ENVS, EnvFactory, build_model, resolve_config, sb3_make_vec
 
 __all__ = ["VecEnvBenchSettings", "VecEnvResult", "run_vec_env_benchmark", "format_vec_env_results"]
 

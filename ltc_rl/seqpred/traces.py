@@ -64,7 +64,7 @@ def collect_traces(env_factory: Callable[[], gym.Env], policy: Policy | None, ep
                           "(gymnasium.wrappers.FlattenObservation) first.")
     model = getattr(policy, "model", None)
     if model is not None:
-        from ltc_rl.rl.serialization import check_spaces
+        from ltc_rl.runs.serialization import check_spaces
 
         try:
             check_spaces(type(model).__name__, model.observation_space, model.action_space, env)
@@ -141,13 +141,14 @@ def load_run_policy(run: str | Path, deterministic: bool = True, device: str = "
     trace policy.
 
     In a run folder the best model (``best/model.zip``) is taken where there is one, else the files
-    :func:`~ltc_rl.rl.run_files.resolve_model_files` names (``model.zip``, or the newest checkpoint); the
+    :func:`~ltc_rl.runs.run_files.resolve_model_files` names (``model.zip``, or the newest checkpoint); the
     VecNormalize statistics that belong to the model supply observation normalisation. Nothing is unpickled
     unless ``trust_pickle`` (files of older versions).
     """
     from ltc_rl.rl import RecurrentPPO
-    from ltc_rl.rl.run_files import BEST_FOLDER, MODEL_FILE, resolve_model_files
-    from ltc_rl.rl.serialization import load_model, read_normalization
+    from ltc_rl.runs.layout import BEST_FOLDER, MODEL_FILE
+    from ltc_rl.runs.run_files import resolve_model_files
+    from ltc_rl.runs.serialization import load_model, read_normalization
 
     run = Path(run)
     files = resolve_model_files(run, best=(run / BEST_FOLDER / MODEL_FILE).is_file())

@@ -1,7 +1,7 @@
 """Multi-seed RL benchmark: policies x tasks x seeds, each run a ``scripts/train.py`` run, then noise robustness.
 
-Every run goes through :func:`ltc_rl.sweep.run_trial` (so through :func:`ltc_rl.training.train` /
-:func:`~ltc_rl.training.resume`, the code behind ``scripts/train.py``), in worker processes of this machine
+Every run goes through :func:`ltc_rl.runs.sweep.run_trial` (so through :func:`ltc_rl.runs.training.train` /
+:func:`~ltc_rl.runs.training.resume`, the code behind ``scripts/train.py``), in worker processes of this machine
 (a spawn-context ``ProcessPoolExecutor``, no Ray needed) or as Ray tasks. Afterwards each finished run is
 evaluated deterministically at every observation-noise level by an injected evaluator (``scripts/benchmark_rl.py``
 passes :func:`agents.evaluation.evaluate_run_noise`, the code of ``scripts/evaluate.py``).
@@ -29,7 +29,7 @@ policy name (policies). Every (task, policy) cell runs with the same seeds.
 The output folder::
 
     benchmark.yaml                          the settings (a rerun must agree; seeds, tasks, policies may be added)
-    runs/<task>/<policy>/<env>_<base policy>_seed<seed>/   one run folder each (ltc_rl.training layout)
+    runs/<task>/<policy>/<env>_<base policy>_seed<seed>/   one run folder each (ltc_rl.runs.training layout)
         noise_eval.json                     deterministic returns at every noise level
     logs/<task>__<policy>__seed<seed>.log   what training printed (periodic evaluations), and a failed run's traceback
     results.md, results.csv, *.png          the report (ltc_rl.studies.rl_report)
@@ -61,10 +61,12 @@ import yaml
 
 from ltc_rl.cli import parse_list, parse_seeds
 from ltc_rl.errors import ConfigError, TrainingInterrupted, one_line
-from ltc_rl.rl.callbacks import EVALUATIONS_FILE, atomic_write, latest_checkpoint
-from ltc_rl.rl.summary import is_finished
-from ltc_rl.sweep import SweepSettings, check_sweep, require_ray, run_trial, trial_name
-from ltc_rl.training import POLICIES, EnvFactory, parse_overrides, read_yaml_file, sb3_make_vec
+from ltc_rl.runs.files import atomic_write
+from ltc_rl.runs.layout import EVALUATIONS_FILE
+from ltc_rl.runs.run_files import latest_checkpoint
+from ltc_rl.runs.summary import is_finished
+from ltc_rl.runs.sweep import SweepSettings, check_sweep, require_ray, run_trial, trial_name
+from ltc_rl.runs.training import POLICIES, EnvFactory, parse_overrides, read_yaml_file, sb3_make_vec
 
 __all__ = ["TaskSpec", "PolicySpec", "BenchmarkSettings", "PlannedRun", "RunOutcome", "BenchmarkResult",
            "NoiseEvaluator", "load_study", "build_settings", "merge_settings", "prepare_output", "read_settings",
@@ -152,7 +154,7 @@ class BenchmarkSettings:
         return {**ENV_OPTIONS, **task_options, **policy_options}
 
     def sweep_settings(self, task: str, policy: str) -> SweepSettings:
-        """The runs of one cell as a seed sweep, for :func:`ltc_rl.sweep.run_trial`."""
+        """The runs of one cell as a seed sweep, for :func:`ltc_rl.runs.sweep.run_trial`."""
         variant = self.policies[policy]
         return SweepSettings(env_id=self.tasks[task].env_id, policies=(variant.policy,), seeds=self.seeds,
                              total_timesteps=self.total_timesteps, overrides=(*self.hp, *variant.hp),
@@ -627,7 +629,7 @@ def run_benchmark(settings: BenchmarkSettings, output: str | Path, *, workers: i
 
     At most ``workers`` runs at a time, each with ``threads`` torch threads; in local worker processes, or as Ray
     tasks with ``use_ray`` (a local Ray instance, or the cluster at ``ray_address``). ``make_env`` / ``env_ids``:
-    the env factory and its ids (as for :func:`ltc_rl.training.train`); ``evaluate_noise``: the noise evaluator
+    the env factory and its ids (as for :func:`ltc_rl.runs.training.train`); ``evaluate_noise``: the noise evaluator
     (None: no noise evaluation). Prints a line per run started and ended and every ``progress_every`` seconds
     a progress line. Ctrl-C / SIGTERM stop the running runs with a checkpoint and return with ``interrupted``.
     Raises :class:`ConfigError` for bad settings (before anything runs) or a benchmark folder with other settings.

@@ -35,8 +35,9 @@ import numpy as np
 from scipy import stats
 
 from ltc_rl.errors import ConfigError
-from ltc_rl.rl.callbacks import EVALUATIONS_FILE, atomic_write
-from ltc_rl.rl.summary import load_run
+from ltc_rl.runs.files import atomic_write
+from ltc_rl.runs.layout import EVALUATIONS_FILE
+from ltc_rl.runs.summary import load_run
 from ltc_rl.studies.rl_benchmark import NOISE_FILE, SETTINGS_FILE, BenchmarkSettings, read_settings, run_folder
 
 __all__ = ["RunResult", "Estimate", "load_results", "interval_estimate", "iqm", "write_report", "REPORT_FILES"]

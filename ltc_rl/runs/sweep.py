@@ -1,7 +1,7 @@
-"""Seeds and hyperparameter sweeps on Ray Tune: every trial is one run of :mod:`ltc_rl.training`.
+"""Seeds and hyperparameter sweeps on Ray Tune: every trial is one run of :mod:`ltc_rl.runs.training`.
 
 A sweep trains each policy with each seed (and, with a search space, each sampled configuration) through
-:func:`ltc_rl.training.train`, the code behind ``scripts/train.py``, so every trial leaves a complete run
+:func:`ltc_rl.runs.training.train`, the code behind ``scripts/train.py``, so every trial leaves a complete run
 folder. Ray Tune schedules the trials: on a local Ray instance using all cores by default, or on an
 existing cluster (``address="auto"`` on a cluster node, ``"ray://head:10001"`` through Ray Client).
 Ray is an optional dependency (``pip install ltc_rl[distributed]``); nothing here imports it before
@@ -10,13 +10,13 @@ it is needed.
 The sweep folder::
 
     sweep.yaml                 the sweep's settings (rerunning with other settings is refused)
-    runs/<env>_<policy>_seed<seed>[_<config>]/   one run folder per trial (layout of ltc_rl.training)
+    runs/<env>_<policy>_seed<seed>[_<config>]/   one run folder per trial (layout of ltc_rl.runs.training)
     tune/<experiment>/         Ray Tune's experiment state
-    summary.md, summary.csv, learning_curves.png   across seeds (ltc_rl.rl.summary)
+    summary.md, summary.csv, learning_curves.png   across seeds (ltc_rl.runs.summary)
 
 Resuming: rerunning the same sweep restores Tune's experiment (finished trials are not run again,
 unfinished ones start again), and every trial first looks at its run folder: a finished run only
-reports its final evaluation, a run with a checkpoint continues from it (:func:`ltc_rl.training.resume`).
+reports its final evaluation, a run with a checkpoint continues from it (:func:`ltc_rl.runs.training.resume`).
 
 Search: a YAML file maps hyperparameter names (dotted for nested ones, e.g. ``policy_kwargs.units``) to
 a list of values or a distribution ``{uniform: [low, high]}``, ``{loguniform: [low, high]}``,
@@ -42,10 +42,12 @@ import numpy as np
 import yaml
 
 from ltc_rl.errors import check_output_name
-from ltc_rl.rl.callbacks import EVALUATIONS_FILE, atomic_write, latest_checkpoint
-from ltc_rl.rl.summary import find_runs, is_finished, write_summary
-from ltc_rl.training import (CONFIG_FILE, POLICIES, ConfigError, EnvFactory, RunConfig, check_hyperparams,
-                             parse_overrides, read_yaml_file, resolve_config, resume, sb3_make_vec, train, validate)
+from ltc_rl.runs.files import atomic_write
+from ltc_rl.runs.layout import CONFIG_FILE, EVALUATIONS_FILE
+from ltc_rl.runs.run_files import latest_checkpoint
+from ltc_rl.runs.summary import find_runs, is_finished, write_summary
+from ltc_rl.runs.training import (POLICIES, ConfigError, EnvFactory, RunConfig, check_hyperparams, parse_overrides,
+                                  read_yaml_file, resolve_config, resume, sb3_make_vec, train, validate)
 
 __all__ = ["SweepSettings", "SweepResult", "require_ray", "load_search_space", "trial_name", "run_trial",
            "check_sweep", "run_sweep", "SEARCH_ALGORITHMS", "SCHEDULERS", "METRIC", "TIME_ATTR"]
@@ -398,7 +400,7 @@ def run_sweep(settings: SweepSettings, output: str | Path, *, address: str | Non
     ``"ray://host:port"`` joins an existing cluster, whose nodes must all see ``output`` (a shared
     filesystem) and have ltc_rl installed. ``max_concurrent`` caps the trials running at once,
     ``cpus_per_trial`` is the CPUs Tune reserves for each (raise it with ``vec_env="subproc"``).
-    ``make_env`` / ``env_ids``: the env factory and its ids, as for :func:`ltc_rl.training.train`.
+    ``make_env`` / ``env_ids``: the env factory and its ids, as for :func:`ltc_rl.runs.training.train`.
     Raises :class:`ConfigError` for bad settings (before Ray starts) or a missing Ray installation.
     """
     require_ray()

@@ -1,24 +1,21 @@
 """Training callbacks of the run-folder pipeline: atomic checkpoints and periodic evaluation.
 
-Every file is written atomically (a temporary file in the same folder, flushed and fsynced, then renamed
-over the target, and the folder fsynced), so a run killed at any moment leaves either the previous or the
-new version, never a torn one. A checkpoint is ``ckpt_<steps>_steps.zip`` (written last: its presence marks
+Every file is written atomically (:mod:`ltc_rl.runs.files`), so a run killed at any moment leaves either
+the previous or the new version, never a torn one. A checkpoint is ``ckpt_<steps>_steps.zip`` (written last: its presence marks
 a complete checkpoint) plus its VecNormalize statistics (``.npz``) and its training state (random generators,
-log sizes: :mod:`ltc_rl.rl.run_state`, as JSON), all in forms that load without unpickling
-(:mod:`ltc_rl.rl.safe_files`); :func:`~ltc_rl.rl.run_files.latest_checkpoint` skips unreadable ones with a
+log sizes: :mod:`ltc_rl.runs.run_state`, as JSON), all in forms that load without unpickling
+(:mod:`ltc_rl.rl.safe_files`); :func:`~ltc_rl.runs.run_files.latest_checkpoint` skips unreadable ones with a
 warning. No model or statistics holding NaN or infinity is ever written
 (:class:`~ltc_rl.errors.DivergenceError` instead).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -26,66 +23,17 @@ from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
-from ltc_rl.errors import ConfigError, DivergenceError, LtcRlWarning, ModelFileError
+from ltc_rl.errors import DivergenceError, LtcRlWarning, ModelFileError
 from ltc_rl.rl.evaluation import evaluate
 from ltc_rl.rl.guards import non_finite_state
-# The file names and checkpoint readers live in run_files; they are re-exported here, where callers import them.
-from ltc_rl.rl.run_files import (LEGACY_VECNORMALIZE_FILE, MODEL_FILE, VECNORMALIZE_FILE, CheckpointWarning,
-                                 checkpoint_files, checkpoint_members, checkpoints, latest_checkpoint,
-                                 read_training_state)
-from ltc_rl.rl.run_state import capture_training_state
 from ltc_rl.rl.safe_files import NormalizationStats, save_algorithm, write_state
-from ltc_rl.rl.serialization import inspect_model_file
+from ltc_rl.runs.files import atomic_write
+from ltc_rl.runs.layout import (EVALUATIONS_FILE, LEGACY_VECNORMALIZE_FILE, MODEL_FILE, VECNORMALIZE_FILE,
+                                checkpoint_files, checkpoint_members, checkpoints)
+from ltc_rl.runs.run_state import capture_training_state
+from ltc_rl.runs.serialization import inspect_model_file
 
-__all__ = ["atomic_write", "remove_stale_temporaries", "save_model", "save_vecnormalize", "latest_checkpoint",
-           "checkpoint_files", "read_training_state", "CheckpointCallback", "CheckpointWarning", "EvalCallback",
-           "ProgressBar", "MODEL_FILE", "VECNORMALIZE_FILE", "EVALUATIONS_FILE"]
-
-EVALUATIONS_FILE = "evaluations.npz"
-_TEMPORARY = ".*.tmp"
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Write ``path`` through ``write(file)`` into a temporary sibling, fsync it, then rename it into place.
-
-    If ``write`` fails the temporary file is removed and ``path`` keeps its previous content.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "xb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except IsADirectoryError as exc:  # a folder where the file belongs: nothing this process can fix by itself
-        temporary.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {path}: a folder of that name is in the way; move it away.") from exc
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-    return path
-
-
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete the temporary files :func:`atomic_write` left in ``folder`` (and below) when a process was killed."""
-    stale = [path for path in Path(folder).rglob(_TEMPORARY) if path.is_file()]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
+__all__ = ["save_model", "save_vecnormalize", "RunCheckpointCallback", "RunEvaluationCallback", "ProgressBar"]
 
 
 def save_model(model: BaseAlgorithm, path: str | Path) -> Path:
@@ -107,8 +55,11 @@ def save_vecnormalize(venv: VecNormalize, path: str | Path) -> Path:
     return atomic_write(path, stats.write)
 
 
-class CheckpointCallback(BaseCallback):
+class RunCheckpointCallback(BaseCallback):
     """Saves the model (policy, optimiser, timestep counter) and VecNormalize statistics every ``save_freq`` steps.
+
+Unlike SB3's ``CheckpointCallback`` it writes a complete, resumable checkpoint of the run folder: statistics
+and training state beside the zip, all atomically and without pickles, never a model holding NaN.
 
     ``save_freq`` counts environment steps over all copies (a fresh run also saves step 0); only the ``keep``
     newest checkpoints stay.
@@ -163,8 +114,11 @@ class CheckpointCallback(BaseCallback):
         return True
 
 
-class EvalCallback(BaseCallback):
+class RunEvaluationCallback(BaseCallback):
     """Evaluates the deterministic policy every ``eval_freq`` steps; keeps the history and the best model.
+
+Unlike SB3's ``EvalCallback`` it carries the recurrent state and elapsed time through the episodes, continues
+the history of a resumed run, and writes every file of the run folder atomically.
 
     Uses :func:`ltc_rl.rl.evaluation.evaluate` (recurrent state and elapsed time carried), copies the
     training VecNormalize statistics to ``eval_env`` first, logs ``eval/mean_reward`` and friends, writes

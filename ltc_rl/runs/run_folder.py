@@ -1,6 +1,6 @@
 """Reading what a training run left behind: model zip, observation statistics and configuration.
 
-A run folder (see :mod:`ltc_rl.training`) holds ``model.zip``, ``vecnormalize.npz`` (when observations
+A run folder (see :mod:`ltc_rl.runs.training`) holds ``model.zip``, ``vecnormalize.npz`` (when observations
 were normalised), ``config.yaml``, ``best/`` (the best evaluated model and its statistics) and
 ``checkpoints/``; :func:`locate` finds the files that belong together. Every problem (a missing file, a
 corrupt one, a zip that is not a stable-baselines3 model) raises :class:`RunFolderError` saying which file
@@ -26,9 +26,10 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_zip_file
 
 from ltc_rl.errors import ModelFileError
-from ltc_rl.rl.run_files import VECNORMALIZE_FILE, ModelFiles, resolve_model_files
+from ltc_rl.runs.layout import VECNORMALIZE_FILE
+from ltc_rl.runs.run_files import ModelFiles, resolve_model_files
 from ltc_rl.rl.safe_files import read_model_data, reason
-from ltc_rl.rl.serialization import read_normalization
+from ltc_rl.runs.serialization import read_normalization
 
 __all__ = ["RunFolderError", "RunFiles", "ObservationStats", "LoadedRun", "locate", "read_config",
            "load_observation_stats", "load_policy", "load_run"]
@@ -66,7 +67,7 @@ def locate(path: str | Path, best: bool = False, checkpoint: int | None = None) 
     """The files behind ``path``: a run folder (or its ``best/`` or ``checkpoints/`` folder), a ``model.zip`` or
     a checkpoint zip; ``best`` / ``checkpoint`` choose ``best/`` or the checkpoint at that many steps.
 
-    The one resolution of the project (:func:`ltc_rl.rl.run_files.resolve_model_files`): a run folder without
+    The one resolution of the project (:func:`ltc_rl.runs.run_files.resolve_model_files`): a run folder without
     ``model.zip`` stands for its newest checkpoint (with a warning saying so), and a checkpoint zip brings
     its own statistics file.
     """

@@ -66,14 +66,16 @@ from ltc_rl.devices import check_device
 from ltc_rl.errors import (ConfigError, DivergenceError, LtcRlWarning, ModelFileError, TrainingInterrupted,
                            check_output_name, one_line)
 from ltc_rl.kernels import native
-from ltc_rl.rl.callbacks import (MODEL_FILE, VECNORMALIZE_FILE, CheckpointCallback, EvalCallback, ProgressBar,
-                                 atomic_write, latest_checkpoint, read_training_state, remove_stale_temporaries,
-                                 save_model, save_vecnormalize)
-from ltc_rl.rl.guards import DivergenceCallback, StopRequest, VecCheckFinite
-from ltc_rl.rl.run_files import CHECKPOINT_FOLDER, CONFIG_FILE
-from ltc_rl.rl.run_state import restore_training_state, rewind_monitor_files
-from ltc_rl.rl.serialization import check_spaces, inspect_model_file, load_model, load_vecnormalize
-from ltc_rl.rl.curves import plot_learning_curve
+from ltc_rl.runs.callbacks import (RunCheckpointCallback, RunEvaluationCallback, ProgressBar, save_model,
+                                   save_vecnormalize)
+from ltc_rl.runs.files import atomic_write, remove_stale_temporaries
+from ltc_rl.runs.layout import CHECKPOINT_FOLDER, CONFIG_FILE, MODEL_FILE, VECNORMALIZE_FILE
+from ltc_rl.runs.run_files import latest_checkpoint, read_training_state
+from ltc_rl.rl.guards import DivergenceCallback
+from ltc_rl.runs.guards import StopRequest, VecCheckFinite
+from ltc_rl.runs.run_state import restore_training_state, rewind_monitor_files
+from ltc_rl.runs.serialization import check_spaces, inspect_model_file, load_model, load_vecnormalize
+from ltc_rl.runs.curves import plot_learning_curve
 from ltc_rl.rl.elapsed_time import DEFAULT_ELAPSED_TIME, nominal_period
 from ltc_rl.rl.ppo import RecurrentPPO
 from ltc_rl.rl.startup_messages import show_startup_messages_once
@@ -798,7 +800,7 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
 
     title = f"{config.policy} on {config.env_id} (seed {config.seed})"
     curve = run_dir / "learning_curve.png"
-    checkpoints = CheckpointCallback(config.checkpoint_freq, run_dir / CHECKPOINT_FOLDER, monitor_dir=run_dir / "monitor")
+    checkpoints = RunCheckpointCallback(config.checkpoint_freq, run_dir / CHECKPOINT_FOLDER, monitor_dir=run_dir / "monitor")
 
     def evaluated(history: dict[str, np.ndarray]) -> None:
         plot_learning_curve(curve, history, run_dir / "monitor", title)
@@ -806,7 +808,7 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
             on_evaluation(history)
 
     bar = ProgressBar() if progress_bar else None
-    evaluation = EvalCallback(eval_env, config.eval_freq, config.n_eval_episodes, run_dir, run_dir / "best",
+    evaluation = RunEvaluationCallback(eval_env, config.eval_freq, config.n_eval_episodes, run_dir, run_dir / "best",
                               on_evaluation=evaluated, verbose=int(options.verbose >= 1),
                               status=None if bar is None else bar.status)
     if options.verbose >= 1:

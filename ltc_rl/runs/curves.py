@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ltc_rl.errors import LtcRlWarning
-from ltc_rl.rl.callbacks import atomic_write
+from ltc_rl.runs.files import save_figure
 
 __all__ = ["plot_learning_curve", "training_episodes"]
 
@@ -60,7 +59,4 @@ def plot_learning_curve(path: str | Path, evaluations: dict[str, np.ndarray] | N
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize=8)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+    return save_figure(fig, path)

@@ -1,6 +1,6 @@
 """Results across seeds: final evaluation returns (mean, std, confidence interval) and learning-curve bands.
 
-Works on any set of run folders written by :mod:`ltc_rl.training` (``scripts/train.py`` runs, sweep
+Works on any set of run folders written by :mod:`ltc_rl.runs.training` (``scripts/train.py`` runs, sweep
 trials): each folder's ``config.yaml`` says what was trained, its ``evaluations.npz`` holds the periodic
 evaluations. Runs are grouped by environment, policy and configuration (everything in ``config.yaml``
 except the seed, the device and the bookkeeping); a run counts once it finished, that is once its last
@@ -29,8 +29,8 @@ import numpy as np
 import yaml
 
 from ltc_rl.errors import ConfigError, DataError, MissingFileError
-from ltc_rl.rl.callbacks import EVALUATIONS_FILE, atomic_write
-from ltc_rl.training import CONFIG_FILE
+from ltc_rl.runs.files import save_figure, write_text
+from ltc_rl.runs.layout import CONFIG_FILE, EVALUATIONS_FILE
 
 __all__ = ["RunRecord", "GroupSummary", "load_run", "find_runs", "confidence_interval", "summarize",
            "format_markdown", "write_summary", "is_finished", "SUMMARY_FILES"]
@@ -90,7 +90,7 @@ class RunRecord:
 def load_run(run_dir: str | Path) -> RunRecord | None:
     """The :class:`RunRecord` of ``run_dir``, or None when it has no ``config.yaml`` or no evaluations yet.
 
-    Raises :class:`DataError` when either file is unreadable or not what :mod:`ltc_rl.training` writes.
+    Raises :class:`DataError` when either file is unreadable or not what :mod:`ltc_rl.runs.training` writes.
     """
     run_dir = Path(run_dir)
     config_path, evaluations_path = run_dir / CONFIG_FILE, run_dir / EVALUATIONS_FILE
@@ -103,7 +103,7 @@ def load_run(run_dir: str | Path) -> RunRecord | None:
     missing = [key for key in ("env_id", "policy", "seed", "total_timesteps") if not isinstance(config, dict)
                or key not in config]
     if missing:
-        raise DataError(f"{config_path} lacks {missing}; it was not written by ltc_rl.training.")
+        raise DataError(f"{config_path} lacks {missing}; it was not written by ltc_rl.runs.training.")
     try:
         with np.load(evaluations_path, allow_pickle=False) as saved:
             timesteps = np.asarray(saved["timesteps"], dtype=np.int64).reshape(-1)
@@ -301,10 +301,7 @@ def _plot_curves(path: Path, groups: Sequence[GroupSummary]) -> Path:
         ax.set_ylabel("episode return")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+    return save_figure(fig, path)
 
 
 def write_summary(records: Iterable[RunRecord], out_dir: str | Path, confidence: float = 0.95) -> dict[str, Path]:
@@ -318,7 +315,7 @@ def write_summary(records: Iterable[RunRecord], out_dir: str | Path, confidence:
                          f"(e.g. {excluded[0].run_dir if excluded else '-'}).")
     out_dir = Path(out_dir)
     markdown = format_markdown(groups, excluded)
-    paths = {"markdown": atomic_write(out_dir / SUMMARY_FILES["markdown"], lambda h: h.write(markdown.encode())),
-             "csv": atomic_write(out_dir / SUMMARY_FILES["csv"], lambda h: h.write(_csv_text(groups).encode()))}
+    paths = {"markdown": write_text(out_dir / SUMMARY_FILES["markdown"], markdown),
+             "csv": write_text(out_dir / SUMMARY_FILES["csv"], _csv_text(groups))}
     paths["curves"] = _plot_curves(out_dir / SUMMARY_FILES["curves"], groups)
     return paths

@@ -1,16 +1,12 @@
 """The files of a run folder and which of them belong together: the one place that answers "which model file,
 which statistics file, which config" for the agents, ``evaluate.py``, ``collect_traces.py`` and ``--resume``.
 
-A run folder (see :mod:`ltc_rl.training`) holds ``model.zip`` + ``vecnormalize.npz``, ``best/`` (the same two
-files) and ``checkpoints/ckpt_<steps>_steps.zip`` + ``ckpt_<steps>_steps_vecnormalize.npz`` +
-``ckpt_<steps>_steps_state.json``. Older versions wrote the statistics and state as pickles
-(``vecnormalize.pkl``, ``_state.pkl``); they are found too and load only when trusted
-(:mod:`ltc_rl.rl.safe_files`).
+The names and the layout are those of :mod:`ltc_rl.runs.layout`; this module reads the files (checkpoints
+checked before they are trusted, :func:`latest_checkpoint` for ``--resume``).
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -21,22 +17,12 @@ import torch
 
 from ltc_rl.errors import LtcRlWarning, ModelFileError
 from ltc_rl.rl.safe_files import read_legacy_pickle, read_state, reason
-from ltc_rl.rl.serialization import inspect_model_file, read_normalization
+from ltc_rl.runs.layout import (BEST_FOLDER, CHECKPOINT_FOLDER, CONFIG_FILE, MODEL_FILE, checkpoint_files,
+                                checkpoint_steps, checkpoints, statistics_file, state_file)
+from ltc_rl.runs.serialization import inspect_model_file, read_normalization
 
-__all__ = ["MODEL_FILE", "VECNORMALIZE_FILE", "LEGACY_VECNORMALIZE_FILE", "CONFIG_FILE", "CHECKPOINT_FOLDER",
-           "BEST_FOLDER", "ModelFiles", "CheckpointWarning", "checkpoint_files", "checkpoints", "checkpoint_members", "statistics_file",
-           "state_file", "read_training_state", "check_checkpoint", "latest_checkpoint", "resolve_model_files"]
-
-MODEL_FILE = "model.zip"
-VECNORMALIZE_FILE = "vecnormalize.npz"
-LEGACY_VECNORMALIZE_FILE = "vecnormalize.pkl"
-CONFIG_FILE = "config.yaml"
-CHECKPOINT_FOLDER = "checkpoints"
-BEST_FOLDER = "best"
-TRAINING_STATE_SUFFIX = "_state.json"
-LEGACY_TRAINING_STATE_SUFFIX = "_state.pkl"
-_CHECKPOINT = re.compile(r"^ckpt_(\d+)_steps\.zip$")
-
+__all__ = ["ModelFiles", "CheckpointWarning", "read_training_state", "check_checkpoint", "latest_checkpoint",
+           "resolve_model_files"]
 
 class CheckpointWarning(LtcRlWarning):
     """An unreadable checkpoint was passed over in favour of an older one, or a checkpoint stands in for a
@@ -52,55 +38,8 @@ class ModelFiles:
     config: Path | None
 
 
-def checkpoint_files(folder: str | Path, steps: int) -> tuple[Path, Path, Path]:
-    """The model zip, VecNormalize statistics and training state this version writes for the checkpoint at
-    ``steps`` in ``folder``."""
-    folder = Path(folder)
-    return (folder / f"ckpt_{steps}_steps.zip", folder / f"ckpt_{steps}_steps_{VECNORMALIZE_FILE}",
-            folder / f"ckpt_{steps}_steps{TRAINING_STATE_SUFFIX}")
-
-
-def checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
-    """``(timesteps, model zip)`` of every checkpoint in ``folder``, oldest first."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted((int(m.group(1)), p) for p in folder.glob("ckpt_*_steps.zip") if (m := _CHECKPOINT.match(p.name)))
-
-
-def checkpoint_members(model: str | Path) -> list[Path]:
-    """Every file that may belong to the checkpoint zip ``model`` (this version's and older ones'), the zip
-    first: deleting in this order never leaves a checkpoint that looks complete but is not."""
-    model = Path(model)
-    suffixes = (f"_{VECNORMALIZE_FILE}", f"_{LEGACY_VECNORMALIZE_FILE}", TRAINING_STATE_SUFFIX,
-                LEGACY_TRAINING_STATE_SUFFIX)
-    return [model, *(model.with_name(model.stem + suffix) for suffix in suffixes)]
-
-
-def _sibling(model: Path, suffix: str, legacy_suffix: str) -> Path | None:
-    """``<stem><suffix>`` beside a checkpoint zip, else its older-version form, else None."""
-    found = [model.with_name(model.stem + s) for s in (suffix, legacy_suffix)]
-    return next((path for path in found if path.is_file()), None)
-
-
-def statistics_file(model: str | Path) -> Path | None:
-    """The VecNormalize statistics that belong to the model zip ``model``, or None where there are none:
-    ``ckpt_<n>_steps_vecnormalize.npz`` beside a checkpoint, ``vecnormalize.npz`` beside any other zip
-    (the ``.pkl`` of an older version where the ``.npz`` is missing)."""
-    model = Path(model)
-    if _CHECKPOINT.match(model.name):
-        return _sibling(model, f"_{VECNORMALIZE_FILE}", f"_{LEGACY_VECNORMALIZE_FILE}")
-    found = [model.parent / name for name in (VECNORMALIZE_FILE, LEGACY_VECNORMALIZE_FILE)]
-    return next((path for path in found if path.is_file()), None)
-
-
-def state_file(model: str | Path) -> Path | None:
-    """The training state saved with the checkpoint zip ``model`` (None for checkpoints without one)."""
-    return _sibling(Path(model), TRAINING_STATE_SUFFIX, LEGACY_TRAINING_STATE_SUFFIX)
-
-
 def read_training_state(model: str | Path, trust_pickle: bool = False) -> dict[str, Any] | None:
-    """The training state saved with the checkpoint zip ``model`` (see :mod:`ltc_rl.rl.run_state`), or None for
+    """The training state saved with the checkpoint zip ``model`` (see :mod:`ltc_rl.runs.run_state`), or None for
     checkpoints without one; :class:`ModelFileError` if it is unreadable or a pickle that is not trusted."""
     path = state_file(model)
     if path is None:
@@ -129,7 +68,7 @@ def _non_finite_weights(model: Path) -> str | None:
 def check_checkpoint(model: Path, trust_pickle: bool = False) -> None:
     """Raise :class:`ModelFileError` unless the checkpoint zip ``model``, its statistics and its state are
     readable and hold finite numbers (a "good" checkpoint)."""
-    steps = int(_CHECKPOINT.match(model.name).group(1))  # type: ignore[union-attr]
+    steps = checkpoint_steps(model)
     data = inspect_model_file(model, trust_pickle)
     if data.get("num_timesteps") != steps:
         raise ModelFileError(f"{model} holds {data.get('num_timesteps')} timesteps, not {steps}.")
