@@ -27,16 +27,18 @@ from tqdm.auto import tqdm
 
 import envs
 from agents.agent import LTCAgent
-from ltc_rl.runs.run_folder import locate
 from ltc_rl.devices import check_device
 from ltc_rl.errors import ConfigError, LtcRlError, ModelFileError, SpaceMismatchError
 from ltc_rl.runs.files import save_figure, write_text
+from ltc_rl.runs.layout import BEST_FOLDER, MODEL_FILE
+from ltc_rl.runs.run_folder import RunFolder
 from ltc_rl.rl.policies import RecurrentActorCriticPolicy
 from ltc_rl.runs.serialization import inspect_model_file
 from ltc_rl.rl.elapsed_time import ELAPSED_TIME_KEY
 from ltc_rl.rl.evaluation import evaluate
 
-__all__ = ["EnvMismatchError", "VideoUnavailableError", "EvaluationResult", "EpisodeTrace", "check_model_file",
+__all__ = ["EnvMismatchError", "VideoUnavailableError", "EvaluationResult", "EpisodeTrace", "TracePolicy",
+           "load_trace_policy", "check_model_file",
            "load_agent", "check_noise_levels", "env_options_for", "check_env", "evaluate_agent", "robustness",
            "evaluate_run_noise", "format_table", "write_json", "record_episode", "plot_neuron_activity",
            "opengl_backend", "action_mode", "check_video", "record_video", "resolve_env_id"]
@@ -75,6 +77,43 @@ class EvaluationResult:
                 "mean_length": float(np.mean(self.lengths)), "std_length": float(np.std(self.lengths))}
 
 
+# ---------------------------------------------------------------------------------------------- traces
+class TracePolicy:
+    """An :class:`LTCAgent` as a trace policy of :func:`ltc_rl.seqpred.collect_traces`: one observation in, one
+    action out, the recurrent state reset at every episode start and the elapsed time the environment reports
+    (``info[ELAPSED_TIME_KEY]``) passed as ``dt``; the agent applies the run's observation normalisation (the
+    trace keeps the raw observations)."""
+
+    def __init__(self, agent: LTCAgent, deterministic: bool = True, name: str = "agent") -> None:
+        self.agent, self.deterministic, self.name = agent, deterministic, name
+        self.observation_space, self.action_space = agent.observation_space, agent.action_space
+        self.dt: float | None = None
+
+    def __str__(self) -> str:
+        return self.name
+
+    def reset(self) -> None:
+        self.agent.reset()
+        self.dt = None
+
+    def observe_info(self, info: dict[str, Any]) -> None:
+        self.dt = info.get(ELAPSED_TIME_KEY) if info else None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        dt = None if self.dt is None else float(self.dt)
+        return self.agent.act(np.asarray(obs, dtype=np.float32), dt=dt, deterministic=self.deterministic)
+
+
+def load_trace_policy(run: str | Path, deterministic: bool = True, device: str = "cpu",
+                      trust_pickle: bool = False) -> TracePolicy:
+    """The trained policy of ``run`` (a run folder, a model ``.zip`` or a checkpoint zip) as a trace policy: in a
+    run folder the best model (``best/model.zip``) where there is one, else the model :class:`RunFolder` stands
+    for (``model.zip``, or the newest checkpoint), with the statistics that belong to it."""
+    best = (Path(run) / BEST_FOLDER / MODEL_FILE).is_file()
+    agent = LTCAgent.load(run, device=device, trust_pickle=trust_pickle, best=best)
+    return TracePolicy(agent, deterministic, name=str(agent.files.model if agent.files else run))
+
+
 # ---------------------------------------------------------------------------------------------- inputs
 def _written_by_this_project(policy_class: Any) -> bool:
     """The recurrent policies of :mod:`ltc_rl.rl.policies`, or stable-baselines3's own PPO policies (``--policy
@@ -91,7 +130,7 @@ def check_model_file(path: str | Path, trust_pickle: bool = False, best: bool = 
     """Raises :class:`ModelFileError` unless the model behind ``path`` (run folder or ``.zip``; ``best`` and
     ``checkpoint`` as in :meth:`LTCAgent.load`) declares a policy this project trains: checked on the file's
     metadata, before stable-baselines3 builds anything from it."""
-    model = locate(path, best, checkpoint).model
+    model = RunFolder(path).model_path(best, checkpoint)
     policy_class = inspect_model_file(model, trust_pickle)["policy_class"]
     if not _written_by_this_project(policy_class):
         name = f"{getattr(policy_class, '__module__', '?')}.{getattr(policy_class, '__qualname__', policy_class)}"

@@ -26,7 +26,9 @@ from agents.agent import LTCAgent
 from agents.evaluation import EvaluationResult, robustness
 from ltc_rl.runs.files import atomic_write
 from ltc_rl.runs.layout import MODEL_FILE
-from ltc_rl.runs.training import ConfigError, resolve_config, train
+from ltc_rl.errors import ConfigError
+from ltc_rl.runs.config import resolve_config
+from ltc_rl.runs.training import train
 
 __all__ = ["STUDY_POLICIES", "NOISE_LEVELS", "StudyRun", "run_study", "results_table", "plot_robustness",
            "write_report"]

@@ -9,17 +9,15 @@ from typing import Any, Literal
 
 import gymnasium as gym
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from stable_baselines3.common.vec_env import VecEnv
 
 from envs.registration import check_env_id, import_gym_packages
 from envs.wrappers import (ElapsedTimeInfo, ElapsedTimeObservation, GaussianObservationNoise, IrregularSampling,
                            NonFiniteObservationCheck)
 from ltc_rl.rl.elapsed_time import env_period
+from ltc_rl.runs.config import VEC_ENVS
 
 __all__ = ["make", "make_vec"]
-
-_VEC_ENV_CLASSES = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
-
 
 def _frame_range(irregular: Sequence[int]) -> tuple[int, int]:
     if isinstance(irregular, (str, bytes)) or not isinstance(irregular, Sequence) or len(irregular) != 2:
@@ -97,8 +95,8 @@ def make_vec(env_id: str, n_envs: int = 1, seed: int | None = None,
     """
     import_gym_packages(options.get("gym_packages", ()))
     check_env_id(env_id)
-    if vec_env not in _VEC_ENV_CLASSES:
-        raise ValueError(f"vec_env must be one of {sorted(_VEC_ENV_CLASSES)}; got {vec_env!r}.")
+    if vec_env not in VEC_ENVS:
+        raise ValueError(f"vec_env must be one of {sorted(VEC_ENVS)}; got {vec_env!r}.")
     if int(n_envs) != n_envs or n_envs < 1:
         raise ValueError(f"n_envs must be a positive integer; got {n_envs!r}.")
     inspect.signature(make).bind(env_id, **options)  # unknown options fail here, not in a worker process
@@ -111,7 +109,7 @@ def make_vec(env_id: str, n_envs: int = 1, seed: int | None = None,
                                           dict(monitor_kwargs or {}), options)
         for rank in range(int(n_envs))
     ]
-    venv = _VEC_ENV_CLASSES[vec_env](env_fns)
+    venv = VEC_ENVS[vec_env](env_fns)
     if seed is not None:
         venv.seed(seed)
     return venv

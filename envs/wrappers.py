@@ -23,6 +23,7 @@ from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from gymnasium.utils import RecordConstructorArgs
 
 from ltc_rl import errors
+from ltc_rl.errors import NonFiniteObservationError
 from ltc_rl.rl.elapsed_time import ELAPSED_TIME_KEY, env_period
 
 __all__ = [
@@ -40,10 +41,6 @@ _MUJOCO_EXCLUDED_POSITIONS: dict[type, int] = {
 }
 # Classic-control tasks: Pendulum observes (cos, sin, angular velocity), CartPole (x, x_dot, theta, theta_dot).
 _CLASSIC_VELOCITY_INDICES: dict[type, tuple[int, ...]] = {PendulumEnv: (2,), CartPoleEnv: (1, 3)}
-
-
-class NonFiniteObservationError(errors.NonFiniteObservationError, RuntimeError):
-    """An environment produced an observation containing NaN or infinity (scripts report it in one line)."""
 
 
 def _env_name(env: gym.Env) -> str:

@@ -25,7 +25,7 @@ from ltc_rl.cli import add_num_threads, add_obs_noise, add_total_timesteps, chec
 from ltc_rl.errors import cli_main
 from ltc_rl.studies.rl_benchmark import build_settings, load_study, run_benchmark
 from ltc_rl.studies.rl_report import write_report
-from ltc_rl.runs.training import POLICIES
+from ltc_rl.runs.config import POLICIES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -11,9 +11,9 @@ import argparse
 import sys
 
 import envs
+from agents.evaluation import load_trace_policy
 from ltc_rl.errors import cli_main
 from ltc_rl.seqpred import collect_traces
-from ltc_rl.seqpred.traces import load_run_policy
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,8 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    policy = None if args.model is None else load_run_policy(args.model, deterministic=not args.stochastic,
-                                                                    trust_pickle=args.trust_pickle)
+    policy = None if args.model is None else load_trace_policy(args.model, deterministic=not args.stochastic,
+                                                                      trust_pickle=args.trust_pickle)
     files = collect_traces(lambda: envs.make(args.env), policy, episodes=args.episodes, out_dir=args.out,
                            max_steps=args.steps, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote {len(files)} traces to {args.out} ({'random policy' if policy is None else args.model})")

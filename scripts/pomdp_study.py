@@ -16,7 +16,7 @@ import sys
 from agents.pomdp_study import NOISE_LEVELS, STUDY_POLICIES, run_study
 from ltc_rl.cli import add_obs_noise, add_policies, add_seeds, add_total_timesteps, parse_list, seeds_of
 from ltc_rl.errors import cli_main
-from ltc_rl.runs.training import parse_overrides
+from ltc_rl.runs.config import parse_overrides
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

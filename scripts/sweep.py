@@ -19,10 +19,10 @@ from pathlib import Path
 
 import envs
 from ltc_rl.cli import add_obs_noise, add_policies, add_seeds, add_total_timesteps, parse_list, seeds_of
-from ltc_rl.errors import cli_main
+from ltc_rl.errors import cli_main, ConfigError
 from ltc_rl.runs.summary import find_runs, write_summary
 from ltc_rl.runs.sweep import SCHEDULERS, SEARCH_ALGORITHMS, SweepSettings, load_search_space, run_sweep
-from ltc_rl.runs.training import POLICIES, ConfigError, parse_frame_range
+from ltc_rl.runs.config import POLICIES, parse_frame_range
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

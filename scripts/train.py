@@ -22,9 +22,9 @@ import torch
 import envs
 from ltc_rl.cli import (add_env_arguments, add_num_threads, add_obs_noise, add_total_timesteps, check_num_threads,
                         parse_env_kwargs)
-from ltc_rl.errors import cli_main
-from ltc_rl.runs.training import (POLICIES, ConfigError, SessionOptions, parse_frame_range, parse_overrides,
-                                  resolve_config, resume, train)
+from ltc_rl.errors import cli_main, ConfigError
+from ltc_rl.runs.config import POLICIES, parse_frame_range, parse_overrides, resolve_config
+from ltc_rl.runs.training import SessionOptions, resume, train
 
 ENV_OPTION_FLAGS = ("obs_noise", "irregular", "dt_in_obs", "vec_env", "env_kwargs", "gym_packages")
 #: Flags that set a hyperparameter of the pipeline (rl-zoo's names).

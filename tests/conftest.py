@@ -39,7 +39,8 @@ def tiny_run(tmp_path_factory) -> Path:
     per session; tests copy it before changing anything."""
     import envs
     from ltc_rl.kernels import compile_mode
-    from ltc_rl.runs.training import resolve_config, train
+    from ltc_rl.runs.config import resolve_config
+    from ltc_rl.runs.training import train
 
     run = tmp_path_factory.mktemp("tiny_run") / "run"
     config = resolve_config("Pendulum-v1", "ltc", total_timesteps=128, n_envs=2, seed=0, device="cpu",

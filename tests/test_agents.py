@@ -21,7 +21,8 @@ from ltc_rl.kernels import compile_mode
 from ltc_rl.rl import RecurrentPPO
 from ltc_rl.runs.callbacks import save_model
 from ltc_rl.rl.safe_files import NormalizationStats
-from ltc_rl.runs.training import ConfigError, sb3_make_vec
+from ltc_rl.errors import ConfigError
+from ltc_rl.runs.training import sb3_make_vec
 
 from conftest import load_script, requires_cuda
 
@@ -330,7 +331,7 @@ def test_evaluating_on_another_observation_space_says_so(pendulum_run, capsys):
     (lambda run: (run / "model.zip").write_bytes(b"not a zip"), "is not a readable model file"),
     (lambda run: (run / "vecnormalize.npz").unlink(), "lacks vecnormalize.npz"),
     (lambda run: (run / "vecnormalize.npz").write_bytes(b"\x80\x04junk"), "vecnormalize.npz are unreadable"),
-    (lambda run: (run / "config.yaml").write_text("env_id: [unclosed"), "config.yaml is corrupt"),
+    (lambda run: (run / "config.yaml").write_text("env_id: [unclosed"), "config.yaml is unreadable"),
 ], ids=["missing-folder", "missing-model", "corrupt-model", "missing-stats", "corrupt-stats", "corrupt-config"])
 def test_missing_or_corrupt_run_files_are_named(damage, match, pendulum_run, tmp_path, capsys):
     run = tmp_path / "run"

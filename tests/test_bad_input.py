@@ -18,7 +18,7 @@ import yaml
 
 import envs
 from ltc_rl.runs.curves import plot_learning_curve, training_episodes
-from ltc_rl.runs.training import HYPERPARAM_FILES, POLICIES, load_hyperparams, resolve_config
+from ltc_rl.runs.config import HYPERPARAM_FILES, POLICIES, load_hyperparams, resolve_config
 
 from conftest import REPO_ROOT
 

@@ -33,7 +33,8 @@ from ltc_rl.runs.run_files import CheckpointWarning, latest_checkpoint, read_tra
 from ltc_rl.runs.guards import VecCheckFinite
 from ltc_rl.runs.run_state import capture_random_state, restore_random_state
 from ltc_rl.runs.serialization import inspect_model_file, load_model, load_vecnormalize
-from ltc_rl.runs.training import RunConfig, build_model, resolve_config, train
+from ltc_rl.runs.config import RunConfig, resolve_config
+from ltc_rl.runs.training import build_model, train
 
 from conftest import REPO_ROOT, load_script
 

@@ -35,7 +35,8 @@ from ltc_rl.runs.run_files import CheckpointWarning, latest_checkpoint, resolve_
 from ltc_rl.runs.run_state import rewind_monitor_files
 from ltc_rl.rl.safe_files import PickleWarning, SAFE, SERIALIZED, read_model_data, save_algorithm
 from ltc_rl.runs.serialization import inspect_model_file, load_model, load_vecnormalize
-from ltc_rl.runs.training import resolve_config, resume, train
+from ltc_rl.runs.config import resolve_config
+from ltc_rl.runs.training import resume, train
 
 from conftest import load_script
 

@@ -222,7 +222,7 @@ def test_trained_run_folder_drives_the_collection(tmp_path):
     from ltc_rl.errors import ModelFileError
     from ltc_rl.rl import RecurrentPPO
     from ltc_rl.runs.callbacks import save_vecnormalize
-    from ltc_rl.seqpred.traces import load_run_policy
+    from agents.evaluation import load_trace_policy
 
     run = tmp_path / "run"
     model = RecurrentPPO("MlpLstmPolicy", "Pendulum-v1", n_steps=16, batch_size=16, sequence_length=8,
@@ -231,21 +231,20 @@ def test_trained_run_folder_drives_the_collection(tmp_path):
     normalizer = VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")]))
     normalizer.obs_rms.mean[:] = 5.0  # visible shift: the policy must see normalised observations
     save_vecnormalize(normalizer, run / "vecnormalize.npz")
-    policy = load_run_policy(run)
-    assert isinstance(policy.model, RecurrentPPO) and policy.normalizer is not None
+    policy = load_trace_policy(run)
+    assert policy.agent.network.normalized and float(policy.agent.network.obs_mean[0]) == 5.0
     files = collect_traces(lambda: gym.make("Pendulum-v1"), policy, episodes=2, out_dir=tmp_path / "traces",
                            max_steps=20, progress=False)
     trace = np.load(files[0])
     assert trace.shape == (20, 3) and np.all(np.abs(trace[:, :2]) <= 1.0)  # raw cos / sin, not normalised
-    assert policy.state is not None and policy.state.shape[0] == 1
-    np.testing.assert_allclose(policy.normalizer.obs_rms[""].mean, 5.0)
+    assert policy.agent.state is not None and policy.agent.state.shape[0] == 1
     with pytest.raises(ModelFileError, match="does not exist"):
-        load_run_policy(tmp_path / "missing")
+        load_trace_policy(tmp_path / "missing")
     (tmp_path / "two").mkdir()
     for name in ("a.zip", "b.zip"):
         (tmp_path / "two" / name).write_bytes(b"")
     with pytest.raises(ModelFileError, match="has no model.zip and no checkpoint"):
-        load_run_policy(tmp_path / "two")
+        load_trace_policy(tmp_path / "two")
 
 
 @pytest.mark.slow

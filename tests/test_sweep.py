@@ -22,11 +22,10 @@ import numpy as np
 import pytest
 import yaml
 
-from ltc_rl.errors import TrainingInterrupted
+from ltc_rl.errors import TrainingInterrupted, ConfigError
 from ltc_rl.kernels import compile_mode, native
-from ltc_rl.runs.summary import confidence_interval, find_runs, is_finished, load_run, summarize, write_summary
+from ltc_rl.runs.summary import confidence_interval, find_runs, is_finished, read_run_record, summarize, write_summary
 from ltc_rl.runs.sweep import SweepSettings, check_sweep, load_search_space, run_sweep, run_trial, trial_name
-from ltc_rl.runs.training import ConfigError
 
 from conftest import REPO_ROOT
 
@@ -246,7 +245,7 @@ def test_trial_reports_evaluations_resumes_after_interruption_and_skips_when_fin
     reports.clear()
     assert run_trial(trial, settings, tmp_path, reports.append) == run_dir
     assert [r["timesteps"] for r in reports] == [384, 512] and [r["finished"] for r in reports] == [False, True]
-    record = load_run(run_dir)
+    record = read_run_record(run_dir)
     assert record.finished and reports[-1]["eval_return"] == pytest.approx(record.final_return)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert [s["kind"] for s in config["sessions"]] == ["train", "resume"]
@@ -282,7 +281,7 @@ def test_one_trial_sweep_through_ray_tune(tmp_path, monkeypatch):
     result = run_sweep(settings, tmp_path / "sweep", num_cpus=1)
     assert (result.trials, result.finished, result.interrupted, result.errors) == (1, 1, 0, [])
     run = tmp_path / "sweep" / "runs" / "CartPole-v1_mlp_seed0"
-    record = load_run(run)
+    record = read_run_record(run)
     assert record.finished and record.timesteps.tolist() == [64, 128] and (run / "model.zip").is_file()
     rows = list(csv.DictReader(result.summary["csv"].open()))
     assert [row["seeds"] for row in rows] == ["0"] and float(rows[0]["mean"]) == pytest.approx(record.final_return)
@@ -302,7 +301,7 @@ def test_tiny_sweep_on_local_ray_and_its_summary(tmp_path, monkeypatch):
         for name in ("config.yaml", "evaluations.npz", "model.zip", "learning_curve.png", "best", "checkpoints",
                      "monitor"):
             assert (run / name).exists(), (run, name)
-    finals = [load_run(run).final_return for run in runs]
+    finals = [read_run_record(run).final_return for run in runs]
     rows = list(csv.DictReader(result.summary["csv"].open()))
     assert len(rows) == 1 and rows[0]["seeds"] == "0 1" and float(rows[0]["mean"]) == pytest.approx(np.mean(finals))
     assert result.summary["curves"].is_file()
@@ -312,7 +311,7 @@ def test_tiny_sweep_on_local_ray_and_its_summary(tmp_path, monkeypatch):
     for frame in frames:
         assert frame["timesteps"].tolist() == [128, 256, 384, 512]
         assert frame["finished"].tolist() == [False, False, False, True]
-        assert frame["eval_return"].iloc[-1] == pytest.approx(load_run(frame["run_dir"].iloc[-1]).final_return)
+        assert frame["eval_return"].iloc[-1] == pytest.approx(read_run_record(frame["run_dir"].iloc[-1]).final_return)
     assert len(frames) == 2
 
 

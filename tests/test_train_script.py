@@ -15,7 +15,8 @@ from ltc_rl.kernels import compile_mode, native
 from ltc_rl.rl import RecurrentPPO
 from ltc_rl.runs.files import atomic_write
 from ltc_rl.runs.run_files import latest_checkpoint
-from ltc_rl.runs.training import ConfigError, parse_overrides, resolve_config
+from ltc_rl.errors import ConfigError
+from ltc_rl.runs.config import parse_overrides, resolve_config
 
 from conftest import REPO_ROOT
 

@@ -20,7 +20,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from ltc_rl.errors import ConfigError
 from ltc_rl.rl.benchmark import _RolloutTimer
-from ltc_rl.runs.training import POLICIES, VEC_ENVS, EnvFactory, build_model, resolve_config, sb3_make_vec
+from ltc_rl.runs.config import POLICIES, VEC_ENVS, resolve_config
+from ltc_rl.runs.training import EnvFactory, build_model, sb3_make_vec
 
 __all__ = ["VecEnvBenchSettings", "VecEnvResult", "run_vec_env_benchmark", "format_vec_env_results"]
 

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from ltc_rl.errors import ConfigError, DataError, MissingFileError
 from ltc_rl.runs.files import save_figure, write_text
 from ltc_rl.runs.layout import CONFIG_FILE, EVALUATIONS_FILE
+from ltc_rl.runs.run_folder import RunFolderError, read_config_file
 
-__all__ = ["RunRecord", "GroupSummary", "load_run", "find_runs", "confidence_interval", "summarize",
+__all__ = ["RunRecord", "GroupSummary", "read_run_record", "find_runs", "confidence_interval", "summarize",
            "format_markdown", "write_summary", "is_finished", "SUMMARY_FILES"]
 
 SUMMARY_FILES = {"markdown": "summary.md", "csv": "summary.csv", "curves": "learning_curves.png"}
@@ -87,7 +87,7 @@ class RunRecord:
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
-def load_run(run_dir: str | Path) -> RunRecord | None:
+def read_run_record(run_dir: str | Path) -> RunRecord | None:
     """The :class:`RunRecord` of ``run_dir``, or None when it has no ``config.yaml`` or no evaluations yet.
 
     Raises :class:`DataError` when either file is unreadable or not what :mod:`ltc_rl.runs.training` writes.
@@ -97,11 +97,10 @@ def load_run(run_dir: str | Path) -> RunRecord | None:
     if not config_path.is_file() or not evaluations_path.is_file():
         return None
     try:
-        config = yaml.safe_load(config_path.read_text()) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise DataError(f"{config_path} is unreadable ({type(exc).__name__}).") from exc
-    missing = [key for key in ("env_id", "policy", "seed", "total_timesteps") if not isinstance(config, dict)
-               or key not in config]
+        config = read_config_file(config_path)
+    except RunFolderError as exc:
+        raise DataError(str(exc)) from exc
+    missing = [key for key in ("env_id", "policy", "seed", "total_timesteps") if key not in config]
     if missing:
         raise DataError(f"{config_path} lacks {missing}; it was not written by ltc_rl.runs.training.")
     try:
@@ -125,7 +124,7 @@ def is_finished(run_dir: str | Path) -> bool:
     """Whether the run in ``run_dir`` trained all its configured steps (its final evaluation is written); False
     when its files are unreadable (so a sweep trains it again)."""
     try:
-        record = load_run(run_dir)
+        record = read_run_record(run_dir)
     except DataError:
         return False
     return record is not None and record.finished
@@ -143,7 +142,7 @@ def find_runs(*roots: str | Path) -> list[RunRecord]:
             raise MissingFileError(f"{root} does not exist; pass run folders or folders that contain them.")
         for config_path in sorted(root.rglob(CONFIG_FILE)):
             try:
-                record = load_run(config_path.parent)
+                record = read_run_record(config_path.parent)
             except DataError as exc:
                 record = RunRecord.unreadable(config_path.parent, str(exc))
             if record is not None:

@@ -41,13 +41,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ltc_rl.errors import check_output_name
+from ltc_rl.errors import check_output_name, ConfigError
 from ltc_rl.runs.files import atomic_write
-from ltc_rl.runs.layout import CONFIG_FILE, EVALUATIONS_FILE
+from ltc_rl.runs.layout import EVALUATIONS_FILE
 from ltc_rl.runs.run_files import latest_checkpoint
+from ltc_rl.runs.run_folder import RunFolder
 from ltc_rl.runs.summary import find_runs, is_finished, write_summary
-from ltc_rl.runs.training import (POLICIES, ConfigError, EnvFactory, RunConfig, check_hyperparams, parse_overrides,
-                                  read_yaml_file, resolve_config, resume, sb3_make_vec, train, validate)
+from ltc_rl.runs.config import (POLICIES, RunConfig, check_hyperparams, parse_overrides, read_yaml_file,
+                               resolve_config)
+from ltc_rl.runs.training import EnvFactory, resume, sb3_make_vec, train, validate
 
 __all__ = ["SweepSettings", "SweepResult", "require_ray", "load_search_space", "trial_name", "run_trial",
            "check_sweep", "run_sweep", "SEARCH_ALGORITHMS", "SCHEDULERS", "METRIC", "TIME_ATTR"]
@@ -247,7 +249,7 @@ def run_trial(trial: Mapping[str, Any], settings: SweepSettings, runs_dir: str |
     run_dir = Path(runs_dir) / trial_name(settings.env_id, policy, seed, sampled)
     if not is_finished(run_dir):
         if latest_checkpoint(run_dir / "checkpoints") is not None:
-            total = int(yaml.safe_load((run_dir / CONFIG_FILE).read_text())["total_timesteps"])
+            total = RunFolder(run_dir).config.total_timesteps  # type: ignore[union-attr]
             hook = _periodic_reporter(report, run_dir, total)
             resume(run_dir, progress_bar=False, argv=["scripts/train.py", "--resume", str(run_dir)],
                    on_evaluation=hook, make_env=make_env)

@@ -19,12 +19,14 @@ from tqdm.auto import tqdm
 from ltc_rl.errors import ConfigError, OutputExistsError, SpaceMismatchError, check_output_name
 from ltc_rl.seqpred.data import TRACE_PATTERN
 
-__all__ = ["Policy", "random_policy", "collect_traces", "RecurrentModelPolicy", "load_run_policy"]
+__all__ = ["Policy", "random_policy", "collect_traces"]
 
 #: A policy maps one observation to one action. A policy with a ``reset()`` method (e.g. a
 #: recurrent one that keeps its hidden state) has it called at the start of every episode, and
 #: one with an ``observe_info(info)`` method receives the ``info`` of every reset and step
-#: (e.g. to read the elapsed time) before it is asked for the next action.
+#: (e.g. to read the elapsed time) before it is asked for the next action. A policy with
+#: ``observation_space`` / ``action_space`` attributes (a trained model: ``agents.evaluation.TracePolicy``) is
+#: checked against the environment first.
 Policy = Callable[[np.ndarray], Any]
 
 
@@ -62,12 +64,11 @@ def collect_traces(env_factory: Callable[[], gym.Env], policy: Policy | None, ep
         env.close()
         raise ConfigError(f"traces need a flat Box observation space, got {space}; flatten the observations "
                           "(gymnasium.wrappers.FlattenObservation) first.")
-    model = getattr(policy, "model", None)
-    if model is not None:
+    if hasattr(policy, "observation_space") and hasattr(policy, "action_space"):
         from ltc_rl.runs.serialization import check_spaces
 
         try:
-            check_spaces(type(model).__name__, model.observation_space, model.action_space, env)
+            check_spaces(str(policy), policy.observation_space, policy.action_space, env)
         except SpaceMismatchError:
             env.close()
             raise
@@ -100,58 +101,3 @@ def collect_traces(env_factory: Callable[[], gym.Env], policy: Policy | None, ep
     finally:
         env.close()
     return written
-
-
-
-class RecurrentModelPolicy:
-    """A trained SB3-style model (``predict(obs, state, episode_start, deterministic, dt)``) as a trace policy.
-
-    Keeps the recurrent state across steps, resets it at episode starts, normalises observations
-    with VecNormalize statistics if given (anything with ``normalize_obs``, e.g.
-    :class:`~ltc_rl.rl.safe_files.NormalizationStats`) (the trace keeps the raw ones), and passes the
-    elapsed time an environment reports under ``ltc_rl.rl.ELAPSED_TIME_KEY`` as ``dt``.
-    """
-
-    def __init__(self, model: Any, normalizer: Any | None = None, deterministic: bool = True) -> None:
-        self.model, self.normalizer, self.deterministic = model, normalizer, deterministic
-        self.reset()
-
-    def reset(self) -> None:
-        self.state, self.episode_start, self.dt = None, True, None
-
-    def observe_info(self, info: dict[str, Any]) -> None:
-        from ltc_rl.rl.elapsed_time import ELAPSED_TIME_KEY
-
-        self.dt = info.get(ELAPSED_TIME_KEY) if info else None
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        obs = np.asarray(obs, dtype=np.float32)[None]
-        if self.normalizer is not None:
-            obs = self.normalizer.normalize_obs(obs)
-        kwargs = {} if self.dt is None else {"dt": float(self.dt)}
-        action, self.state = self.model.predict(obs, state=self.state, episode_start=np.array([self.episode_start]),
-                                                deterministic=self.deterministic, **kwargs)
-        self.episode_start = False
-        return action[0]
-
-
-def load_run_policy(run: str | Path, deterministic: bool = True, device: str = "cpu",
-                    trust_pickle: bool = False) -> RecurrentModelPolicy:
-    """Load a trained :class:`~ltc_rl.rl.RecurrentPPO` (a run folder, a model ``.zip`` or a checkpoint zip) as a
-    trace policy.
-
-    In a run folder the best model (``best/model.zip``) is taken where there is one, else the files
-    :func:`~ltc_rl.runs.run_files.resolve_model_files` names (``model.zip``, or the newest checkpoint); the
-    VecNormalize statistics that belong to the model supply observation normalisation. Nothing is unpickled
-    unless ``trust_pickle`` (files of older versions).
-    """
-    from ltc_rl.rl import RecurrentPPO
-    from ltc_rl.runs.layout import BEST_FOLDER, MODEL_FILE
-    from ltc_rl.runs.run_files import resolve_model_files
-    from ltc_rl.runs.serialization import load_model, read_normalization
-
-    run = Path(run)
-    files = resolve_model_files(run, best=(run / BEST_FOLDER / MODEL_FILE).is_file())
-    model = load_model(files.model, device=device, algorithm=RecurrentPPO, trust_pickle=trust_pickle)
-    normalizer = None if files.normalizer is None else read_normalization(files.normalizer, trust_pickle)
-    return RecurrentModelPolicy(model, normalizer, deterministic)

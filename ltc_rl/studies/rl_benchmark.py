@@ -66,7 +66,8 @@ from ltc_rl.runs.layout import EVALUATIONS_FILE
 from ltc_rl.runs.run_files import latest_checkpoint
 from ltc_rl.runs.summary import is_finished
 from ltc_rl.runs.sweep import SweepSettings, check_sweep, require_ray, run_trial, trial_name
-from ltc_rl.runs.training import POLICIES, EnvFactory, parse_overrides, read_yaml_file, sb3_make_vec
+from ltc_rl.runs.config import POLICIES, parse_overrides, read_yaml_file
+from ltc_rl.runs.training import EnvFactory, sb3_make_vec
 
 __all__ = ["TaskSpec", "PolicySpec", "BenchmarkSettings", "PlannedRun", "RunOutcome", "BenchmarkResult",
            "NoiseEvaluator", "load_study", "build_settings", "merge_settings", "prepare_output", "read_settings",

@@ -37,7 +37,7 @@ from scipy import stats
 from ltc_rl.errors import ConfigError
 from ltc_rl.runs.files import atomic_write
 from ltc_rl.runs.layout import EVALUATIONS_FILE
-from ltc_rl.runs.summary import load_run
+from ltc_rl.runs.summary import read_run_record
 from ltc_rl.studies.rl_benchmark import NOISE_FILE, SETTINGS_FILE, BenchmarkSettings, read_settings, run_folder
 
 __all__ = ["RunResult", "Estimate", "load_results", "interval_estimate", "iqm", "write_report", "REPORT_FILES"]
@@ -125,7 +125,7 @@ def load_results(settings: BenchmarkSettings, output: str | Path) -> list[RunRes
         for seed in settings.seeds:
             run_dir = run_folder(output, settings, task, policy, seed)
             result = RunResult(task, policy, seed, run_dir)
-            record = load_run(run_dir)
+            record = read_run_record(run_dir)
             if record is not None:
                 result.finished, result.timesteps, result.returns = record.finished, record.timesteps, record.returns
                 with np.load(run_dir / EVALUATIONS_FILE) as saved:
