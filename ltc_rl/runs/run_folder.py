@@ -31,11 +31,11 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecEnv
 
 from ltc_rl.errors import ModelFileError
-from ltc_rl.rl.safe_files import NormalizationStats, read_model_data, reason
+from ltc_rl.rl.safe_files import NormalizationStats, reason
 from ltc_rl.runs.config import RunConfig
 from ltc_rl.runs.layout import BEST_FOLDER, CHECKPOINT_FOLDER, CONFIG_FILE, VECNORMALIZE_FILE, checkpoints
 from ltc_rl.runs.run_files import ModelFiles, latest_checkpoint, resolve_model_files
-from ltc_rl.runs.serialization import load_model, read_normalization
+from ltc_rl.runs.serialization import inspect_model_file, load_model, read_normalization
 
 __all__ = ["RunFolderError", "RunFiles", "ObservationStats", "LoadedRun", "RunFolder", "read_config_file",
            "load_run"]
@@ -189,7 +189,7 @@ class RunFolder:
         algorithm object, no environment)."""
         model_path = self.model_path(best, checkpoint)
         try:
-            data = read_model_data(model_path, self.trust_pickle)
+            data = inspect_model_file(model_path, self.trust_pickle)  # archive, checksums and metadata first
             _, params, _ = load_from_zip_file(model_path, load_data=False, device=device)
         except ModelFileError as error:
             raise RunFolderError(str(error)) from error

@@ -1,21 +1,9 @@
 """The training pipeline behind ``scripts/train.py``: validated hyperparameters in, a complete run folder out.
 
-Hyperparameters come from YAML files shipped in ``ltc_rl/hyperparams/`` (rl-zoo style: one file per
-algorithm, one entry per environment id merged over a ``default`` entry), then from command-line
-overrides (``n_steps=256``, ``policy_kwargs.units=32``), then from explicit options (``n_envs``,
-``total_timesteps``). Everything is checked, including a dry construction of the model, before the run
-folder is created or a single step is trained; problems raise :class:`ConfigError` with one clear line.
-
-A run folder holds::
-
-    config.yaml              fully resolved configuration, seed, package versions, command
-    model.zip                final model            vecnormalize.npz   its VecNormalize statistics
-    best/                    best model by periodic evaluation (model.zip, vecnormalize.npz)
-    checkpoints/             checkpoints at step 0 and periodically (ckpt_<steps>_steps.zip + statistics + state),
-                             for --resume
-    evaluations.npz          evaluation history     learning_curve.png evaluation + training returns
-    monitor/                 Monitor CSVs of the training environments
-    logs/session_<k>/        progress.csv and TensorBoard events of each (resumed) session
+The configuration (:mod:`ltc_rl.runs.config`: shipped hyperparameters < ``--hp`` overrides < explicit options)
+is checked, including a dry construction of the model (:func:`validate`), before the run folder
+(:mod:`ltc_rl.runs.layout`) is created or a single step is trained; problems raise :class:`ConfigError`
+with one clear line.
 
 All files are written atomically, none of them needs unpickling to load (:mod:`ltc_rl.rl.safe_files`), and no
 model holding NaN/inf is written. :func:`resume` continues a run from its newest readable checkpoint (or, for
@@ -23,7 +11,7 @@ a run stopped before its first one, starts it again from its ``config.yaml``) (p
 learning-rate schedule position, random generator states); Monitor CSVs and the evaluation history are cut
 back to the checkpoint, so the logs continue. Ctrl-C / SIGTERM stop after the current step with a checkpoint
 (:class:`~ltc_rl.errors.TrainingInterrupted`); NaN/inf from an environment or in the model stop training
-with a one-line error (:mod:`ltc_rl.rl.guards`).
+with a one-line error (:mod:`ltc_rl.runs.guards`, :mod:`ltc_rl.rl.guards`).
 
 Environments come from an *env factory* with the signature of ``envs.make_vec``:
 ``make_env(env_id, n_envs, seed, vec_env, monitor_dir, monitor_kwargs, **env_options)`` returning a
