@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import importlib.util
 from pathlib import Path
 
 # Fast-LTC kernels run eagerly in tests: torch.compile time would dominate the suite. Set
@@ -21,13 +20,6 @@ requires_cheetah_data = pytest.mark.skipif(
     not CHEETAH_DATA.is_dir(), reason=f"the paper's Half-Cheetah traces are not at {CHEETAH_DATA}"
 )
 
-
-def load_script(name: str):
-    """The module of ``scripts/<name>.py`` (scripts are not a package), to call its ``main(argv)`` in-process."""
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 #: Hyperparameters of the smallest run that still writes every file of a run folder (checkpoints at 64 and 128).
 TINY_RUN_HP = {"n_steps": 32, "batch_size": 32, "sequence_length": 8, "n_epochs": 1, "n_eval_episodes": 1,
                "eval_freq": 64, "checkpoint_freq": 64, "policy_kwargs": {"units": 4}}

@@ -21,13 +21,13 @@ from ltc_rl.kernels import compile_mode
 from ltc_rl.rl import RecurrentPPO
 from ltc_rl.runs.callbacks import save_model
 from ltc_rl.rl.safe_files import NormalizationStats
+from ltc_rl.cli import evaluate as evaluate_script, train as train_script
 from ltc_rl.errors import ConfigError
 from ltc_rl.runs.training import sb3_make_vec
 
-from conftest import load_script, requires_cuda
+from conftest import requires_cuda
 
 
-train_script, evaluate_script = load_script("train"), load_script("evaluate")
 
 TINY = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "sequence_length=8", "--hp", "n_epochs=1",
         "--hp", "eval_freq=0", "--hp", "n_eval_episodes=1", "--hp", "checkpoint_freq=128", "--no-progress",
@@ -395,7 +395,8 @@ def test_halfcheetah_video_where_opengl_works(tmp_path):
 
 
 def test_pomdp_study_trains_evaluates_reports_and_reuses_runs(tmp_path):
-    study = load_script("pomdp_study")
+    from ltc_rl.cli import pomdp_study as study
+
     argv = ["--env", "CartPoleNoVel-v1", "--policies", "ltc,mlp", "--timesteps", "128", "--noise", "0", "0.5",
             "--episodes", "2", "--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "n_epochs=1",
             "--hp", "n_envs=2", "--out", str(tmp_path), "--no-progress"]

@@ -5,7 +5,7 @@ or a run that trained on nonsense before it was checked."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import importlib
 import io
 import shutil
 import zipfile
@@ -27,10 +27,7 @@ TINY = ["--total-timesteps", "64", "--n-envs", "2", "--hp", "n_steps=32", "--hp"
 
 
 def _main(name: str):
-    spec = importlib.util.spec_from_file_location(f"bad_input_{name}", REPO_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return importlib.import_module(f"ltc_rl.cli.{name}").main
 
 
 def _one_error_line(name: str, argv: list[str], match: str) -> str:

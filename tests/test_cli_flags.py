@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 import pytest
 
 from ltc_rl.cli import parse_env_kwargs, parse_seeds
 from ltc_rl.errors import ConfigError
 
-from conftest import REPO_ROOT
-
 
 def _parser(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_flags", REPO_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.parse_args
+    return importlib.import_module(f"ltc_rl.cli.{name}").parse_args
 
 
 # flag -> (the scripts that take it, the arguments, the attribute and value every one of them must give)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import math
-import runpy
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT
 
 from ltc_rl.expressivity import (TrajectoryConfig, arc_length, build_network, circle_inputs, latent_trajectories,
                                  measure, pca_project, sweep, sweep_table)
@@ -64,7 +63,7 @@ def test_sweep_covers_every_axis_model_and_sample():
 
 
 def test_trajectory_length_script_writes_table_csv_and_plot(tmp_path):
-    main = runpy.run_path(str(REPO_ROOT / "scripts" / "trajectory_length.py"), run_name="script_under_test")["main"]
+    main = importlib.import_module("ltc_rl.cli.trajectory_length").main
     main(["--widths", "6,12", "--depths", "1,2", "--sigmas", "2", "--solvers", "fused,rk4", "--width", "6",
           "--steps", "40", "--samples", "1", "--out", str(tmp_path)])
     text = (tmp_path / "trajectory_length.md").read_text()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib.util
+import importlib
 import io
 import os
 import shutil
@@ -71,10 +71,8 @@ KNOWN = {"env": ["CartPole-v1", "Pendulum-v1", "PendulumNoVel-v1", "NoSuchEnv-v0
 
 # ---------------------------------------------------------------------------------------------- the scripts
 def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"fuzz_{name}", REPO_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The command module behind ``scripts/<name>.py``."""
+    return importlib.import_module(f"ltc_rl.cli.{name}")
 
 
 class _Parser(Exception):

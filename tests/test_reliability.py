@@ -3,6 +3,7 @@ reproducibility, and one clear error line for bad input."""
 
 from __future__ import annotations
 
+import importlib
 import hashlib
 import os
 import random
@@ -36,7 +37,7 @@ from ltc_rl.runs.serialization import inspect_model_file, load_model, load_vecno
 from ltc_rl.runs.config import RunConfig, resolve_config
 from ltc_rl.runs.training import build_model, train
 
-from conftest import REPO_ROOT, load_script
+from conftest import REPO_ROOT
 
 TRAIN = REPO_ROOT / "scripts" / "train.py"
 TINY = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "sequence_length=8", "--hp", "n_epochs=1",
@@ -45,7 +46,7 @@ TINY_HP = {"n_steps": 32, "batch_size": 32, "sequence_length": 8, "n_epochs": 1,
            "eval_freq": 0, "checkpoint_freq": 128, "policy_kwargs": {"units": 4}}
 
 
-train_script = load_script("train")
+train_script = importlib.import_module("ltc_rl.cli.train")
 
 
 def _one_error_line(err: str, match: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import io
 import pickle
 import shutil
@@ -16,7 +17,7 @@ import pytest
 
 from ltc_rl.runs.run_state import monitor_sizes, rewind_monitor_files
 
-from conftest import REPO_ROOT, load_script
+from conftest import REPO_ROOT
 
 SCRIPTS = REPO_ROOT / "scripts"
 TINY = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "sequence_length=8", "--hp", "n_epochs=1",
@@ -56,7 +57,7 @@ def _fingerprint(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def scripts():
-    return {name: load_script(name) for name in ("train", "seqpred", "collect_traces")}
+    return {name: importlib.import_module(f"ltc_rl.cli.{name}") for name in ("train", "seqpred", "collect_traces")}
 
 
 @pytest.fixture(scope="module")

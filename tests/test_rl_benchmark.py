@@ -4,7 +4,7 @@ the rliable report from synthetic run folders; end to end (slow): a tiny benchma
 from __future__ import annotations
 
 import csv
-import importlib.util
+import importlib
 import json
 import os
 import re
@@ -31,9 +31,7 @@ from conftest import REPO_ROOT
 
 pytest.importorskip("rliable", reason="rliable is not installed (pip install ltc_rl[bench])")
 
-_spec = importlib.util.spec_from_file_location("benchmark_script", REPO_ROOT / "scripts" / "benchmark_rl.py")
-benchmark_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(benchmark_script)
+benchmark_script = importlib.import_module("ltc_rl.cli.benchmark_rl")
 
 STUDY = resources.files("ltc_rl") / "studies" / "halfcheetah.yml"
 

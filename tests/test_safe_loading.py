@@ -11,6 +11,7 @@ forms are there) or refuse with one line, and the marker must never appear.
 from __future__ import annotations
 
 import base64
+import importlib
 import io
 import json
 import pickle
@@ -38,13 +39,12 @@ from ltc_rl.runs.serialization import inspect_model_file, load_model, load_vecno
 from ltc_rl.runs.config import resolve_config
 from ltc_rl.runs.training import resume, train
 
-from conftest import load_script
 
 TINY_HP = {"n_steps": 32, "batch_size": 32, "sequence_length": 8, "n_epochs": 1, "n_eval_episodes": 1,
            "eval_freq": 64, "checkpoint_freq": 64, "policy_kwargs": {"units": 4}}
 
 
-SCRIPTS = {name: load_script(name) for name in ("train", "evaluate", "collect_traces")}
+SCRIPTS = {name: importlib.import_module(f"ltc_rl.cli.{name}") for name in ("train", "evaluate", "collect_traces")}
 
 
 def _train(folder: Path, policy: str = "lstm", total: int = 128, **hp) -> Path:

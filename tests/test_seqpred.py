@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import math
-import runpy
 
 import numpy as np
 import pytest
 import torch
-from conftest import CHEETAH_DATA, REPO_ROOT, requires_cheetah_data
+from conftest import CHEETAH_DATA, requires_cheetah_data
 
 from ltc_rl import wirings
 from ltc_rl.seqpred import (SEQPRED_MODELS, build_predictor, collect_traces, cut_windows, evaluate, learning_rate_for,
@@ -27,7 +27,7 @@ def _one_thread():
 
 
 def _script(name: str):
-    return runpy.run_path(str(REPO_ROOT / "scripts" / name), run_name="script_under_test")["main"]
+    return importlib.import_module(f"ltc_rl.cli.{name.removesuffix('.py')}").main
 
 
 def _write_traces(folder, count, steps=60, obs_dim=3, order=None):

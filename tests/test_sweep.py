@@ -9,7 +9,7 @@ extra for it); the longer Ray tests are slow-marked. All of them skip when Ray i
 from __future__ import annotations
 
 import csv
-import importlib.util
+import importlib
 import math
 import os
 import signal
@@ -29,9 +29,7 @@ from ltc_rl.runs.sweep import SweepSettings, check_sweep, load_search_space, run
 
 from conftest import REPO_ROOT
 
-_spec = importlib.util.spec_from_file_location("sweep_script", REPO_ROOT / "scripts" / "sweep.py")
-sweep_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sweep_script)
+sweep_script = importlib.import_module("ltc_rl.cli.sweep")
 
 T_975_DF2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (statistical tables)
 TINY_HP = ("n_steps=32", "batch_size=32", "sequence_length=8", "n_epochs=1", "eval_freq=128", "n_eval_episodes=2",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import subprocess
 import sys
 
@@ -20,9 +20,7 @@ from ltc_rl.runs.config import parse_overrides, resolve_config
 
 from conftest import REPO_ROOT
 
-_spec = importlib.util.spec_from_file_location("train_script", REPO_ROOT / "scripts" / "train.py")
-train_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train_script)
+train_script = importlib.import_module("ltc_rl.cli.train")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -185,9 +183,7 @@ def test_any_registered_id_trains_with_the_default_entry_and_says_so(tmp_path, c
     session = config["sessions"][0]
     assert session["device"] == "cpu" and "git_commit" in session  # the device used, not "auto"
 
-    evaluate = importlib.util.spec_from_file_location("evaluate_script", REPO_ROOT / "scripts" / "evaluate.py")
-    evaluate_script = importlib.util.module_from_spec(evaluate)
-    evaluate.loader.exec_module(evaluate_script)
+    evaluate_script = importlib.import_module("ltc_rl.cli.evaluate")
     assert evaluate_script.main(["--model", str(run), "--episodes", "1"]) == 0
     assert "| ToyDrift-v0 | 0 | deterministic | 1 |" in capsys.readouterr().out
 

@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ltc_rl.cli import parse_list, parse_seeds
+from ltc_rl.parsing import parse_list, parse_seeds
 from ltc_rl.errors import ConfigError, TrainingInterrupted, one_line
 from ltc_rl.runs.files import atomic_write
 from ltc_rl.runs.layout import EVALUATIONS_FILE

@@ -1,4 +1,9 @@
-"""Command-line flags shared by the scripts, so that one flag means the same in every script.
+"""The commands of the project, one module each (``ltc_rl.cli.train`` ... installed as ``ltc-train`` ...;
+``scripts/<name>.py`` runs them from a checkout), and here the flags they share, so that one flag means the
+same in every command.
+
+The commands are the top layer: they parse arguments and call ``ltc_rl``, ``envs`` and ``agents``; nothing
+below them imports a command module.
 
 ``--total-timesteps N``, ``--seed N`` (one seed) / ``--seeds COUNT|LIST`` (several), ``--obs-noise SIGMA``,
 ``--policies a,b``, ``--num-threads N``, ``--env-kwargs key:value``, ``--gym-packages PKG``. Older spellings
@@ -14,6 +19,7 @@ from typing import Any
 import yaml
 
 from ltc_rl.errors import ConfigError
+from ltc_rl.parsing import parse_list, parse_seeds
 
 __all__ = ["add_alias", "add_total_timesteps", "add_seeds", "parse_seeds", "seeds_of", "add_obs_noise", "add_policies",
            "add_num_threads", "add_env_arguments", "parse_env_kwargs", "parse_list"]
@@ -29,31 +35,6 @@ def add_total_timesteps(parser: argparse.ArgumentParser, default: int | None = N
     parser.add_argument("--total-timesteps", type=int, default=default,
                         help=help or f"environment steps (default {default})")
     add_alias(parser, "--timesteps", "total_timesteps", type=int)
-
-
-def parse_list(text: str) -> list[str]:
-    """``"ltc, lstm"`` -> ``["ltc", "lstm"]``."""
-    return [part.strip() for part in str(text).split(",") if part.strip()]
-
-
-def parse_seeds(values: str | int | Sequence[str | int]) -> list[int]:
-    """``--seeds``: one number is a count (``3`` -> ``[0, 1, 2]``), a list (comma- or space-separated) the seeds
-    themselves (``3,7`` -> ``[3, 7]``; ``5,`` -> ``[5]``)."""
-    items = [str(values)] if isinstance(values, (str, int)) else [str(v) for v in values]
-    parts = [part for item in items for part in parse_list(item)]
-    try:
-        seeds = [int(part) for part in parts]
-    except ValueError:
-        seeds = []
-    if not seeds:
-        raise ConfigError(f"--seeds takes a count (e.g. 3 for seeds 0,1,2) or a list of seeds (e.g. 0,4,7), got "
-                          f"{' '.join(items)!r}.")
-    if len(items) == 1 and "," not in items[0]:  # a count
-        if seeds[0] < 1:
-            raise ConfigError(f"--seeds COUNT must be >= 1, got {seeds[0]}; --seed N (or --seeds N,) runs the one "
-                              "seed N.")
-        return list(range(seeds[0]))
-    return seeds
 
 
 def add_seeds(parser: argparse.ArgumentParser, default: int) -> None:
