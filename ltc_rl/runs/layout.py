@@ -24,7 +24,7 @@ from pathlib import Path
 __all__ = ["MODEL_FILE", "VECNORMALIZE_FILE", "LEGACY_VECNORMALIZE_FILE", "CONFIG_FILE", "EVALUATIONS_FILE",
            "LEARNING_CURVE_FILE", "CHECKPOINT_FOLDER", "BEST_FOLDER", "MONITOR_FOLDER", "LOGS_FOLDER",
            "is_checkpoint", "checkpoint_steps", "checkpoint_files", "checkpoints", "checkpoint_members",
-           "statistics_file", "state_file", "session_log_folder"]
+           "statistics_file", "state_file", "config_file", "session_log_folder"]
 
 MODEL_FILE = "model.zip"
 VECNORMALIZE_FILE = "vecnormalize.npz"
@@ -99,6 +99,13 @@ def statistics_file(model: str | Path) -> Path | None:
 def state_file(model: str | Path) -> Path | None:
     """The training state saved with the checkpoint zip ``model`` (None for checkpoints without one)."""
     return _sibling(Path(model), TRAINING_STATE_SUFFIX, LEGACY_TRAINING_STATE_SUFFIX)
+
+
+def config_file(folder: str | Path) -> Path | None:
+    """The ``config.yaml`` of the run a model in ``folder`` belongs to: in ``folder`` (the run folder) or one up
+    (``best/``, ``checkpoints/``); None for a model outside a run folder."""
+    folder = Path(folder)
+    return next((path for path in (folder / CONFIG_FILE, folder.parent / CONFIG_FILE) if path.is_file()), None)
 
 
 def session_log_folder(run_dir: str | Path, session: int) -> Path:

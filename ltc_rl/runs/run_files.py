@@ -17,7 +17,7 @@ import torch
 
 from ltc_rl.errors import LtcRlWarning, ModelFileError
 from ltc_rl.rl.safe_files import read_legacy_pickle, read_state, reason
-from ltc_rl.runs.layout import (BEST_FOLDER, CHECKPOINT_FOLDER, CONFIG_FILE, MODEL_FILE, checkpoint_files,
+from ltc_rl.runs.layout import (BEST_FOLDER, CHECKPOINT_FOLDER, MODEL_FILE, checkpoint_files, config_file,
                                 checkpoint_steps, checkpoints, statistics_file, state_file)
 from ltc_rl.runs.serialization import inspect_model_file, read_normalization
 
@@ -171,7 +171,5 @@ def resolve_model_files(path: str | Path, best: bool = False, checkpoint: int | 
         model = path
     else:
         raise ModelFileError(f"{path} is neither a run folder nor a model .zip.")
-    folder = model.parent
-    config = next((c for c in (folder / CONFIG_FILE, folder.parent / CONFIG_FILE) if c.is_file()), None)
-    return ModelFiles(model, statistics_file(model), config)
+    return ModelFiles(model, statistics_file(model), config_file(model.parent))
 

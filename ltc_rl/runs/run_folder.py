@@ -33,7 +33,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from ltc_rl.errors import ModelFileError
 from ltc_rl.rl.safe_files import NormalizationStats, reason
 from ltc_rl.runs.config import RunConfig
-from ltc_rl.runs.layout import BEST_FOLDER, CHECKPOINT_FOLDER, CONFIG_FILE, VECNORMALIZE_FILE, checkpoints
+from ltc_rl.runs.layout import BEST_FOLDER, CHECKPOINT_FOLDER, VECNORMALIZE_FILE, checkpoints, config_file
 from ltc_rl.runs.run_files import ModelFiles, latest_checkpoint, resolve_model_files
 from ltc_rl.runs.serialization import inspect_model_file, load_model, read_normalization
 
@@ -113,8 +113,7 @@ class RunFolder:
     @property
     def config_path(self) -> Path | None:
         """The run's ``config.yaml`` (beside the model or one folder up), None for a bare model zip."""
-        folder = self.path if self.path.is_dir() else self.path.parent
-        return next((c for c in (folder / CONFIG_FILE, folder.parent / CONFIG_FILE) if c.is_file()), None)
+        return config_file(self.path if self.path.is_dir() else self.path.parent)
 
     @cached_property
     def document(self) -> dict[str, Any]:

@@ -53,7 +53,8 @@ from ltc_rl.runs.config import ALGORITHMS, VEC_ENVS, RunConfig, hyperparams_noti
 from ltc_rl.runs.callbacks import (RunCheckpointCallback, RunEvaluationCallback, ProgressBar, save_model,
                                    save_vecnormalize)
 from ltc_rl.runs.files import atomic_write, remove_stale_temporaries
-from ltc_rl.runs.layout import CHECKPOINT_FOLDER, CONFIG_FILE, MODEL_FILE, VECNORMALIZE_FILE
+from ltc_rl.runs.layout import (BEST_FOLDER, CHECKPOINT_FOLDER, CONFIG_FILE, LEARNING_CURVE_FILE, LOGS_FOLDER,
+                                MODEL_FILE, MONITOR_FOLDER, VECNORMALIZE_FILE, session_log_folder)
 from ltc_rl.runs.run_files import latest_checkpoint, read_training_state
 from ltc_rl.runs.run_folder import RunFolder
 from ltc_rl.rl.guards import DivergenceCallback
@@ -313,7 +314,7 @@ def _check_checkpoint_fits(config: RunConfig, checkpoint: tuple[int, Path, Path 
 def _logger(run_dir: Path, session: int, options: SessionOptions) -> Logger:
     """The session's SB3 logger: CSV (and TensorBoard unless elsewhere) in ``logs/session_<k>``, the console
     table with ``verbose >= 2``, TensorBoard events in ``options.tensorboard_log`` when given."""
-    folder = run_dir / "logs" / f"session_{session}"
+    folder = session_log_folder(run_dir, session)
     if options.tensorboard_log is None:
         formats = ["csv", "tensorboard"] + (["stdout"] if options.verbose >= 2 else [])
         return configure(str(folder), formats)
@@ -346,7 +347,7 @@ def _banner(config: RunConfig, run_dir: Path, model: BaseAlgorithm, start_steps:
                 if config.eval_freq else "no periodic evaluation",
                 f"checkpoints every {config.checkpoint_freq:,} steps" if config.checkpoint_freq
                 else "a checkpoint at the end only"]
-    events = (Path(options.tensorboard_log) if options.tensorboard_log else run_dir / "logs")
+    events = (Path(options.tensorboard_log) if options.tensorboard_log else run_dir / LOGS_FOLDER)
     start = f", from {options.trained_agent}" if options.trained_agent else ""
     notice = hyperparams_notice(config.algorithm, config.env_id)
     return "\n".join(([notice] if notice else []) + [
@@ -354,7 +355,7 @@ def _banner(config: RunConfig, run_dir: Path, model: BaseAlgorithm, start_steps:
         f"training {config.policy} ({config.policy_class}, {parameters:,} parameters{start}) on {config.env_id} "
         f"x {config.n_envs} ({config.vec_env}) for {config.total_timesteps:,} steps, device {model.device}",
         f"{'; '.join(schedule)}; a final evaluation at the end",
-        f"curves: {run_dir / 'learning_curve.png'} (after each evaluation); TensorBoard: tensorboard --logdir {events}",
+        f"curves: {run_dir / LEARNING_CURVE_FILE} (after each evaluation); TensorBoard: tensorboard --logdir {events}",
     ])
 
 
@@ -379,8 +380,8 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
     ``history`` (the sessions, this one last) is written to ``config.yaml`` once the model is ready."""
     start_steps = 0 if checkpoint is None else checkpoint[0]
     if checkpoint is not None:  # episodes a killed run logged after the checkpoint are stepped through again
-        rewind_monitor_files(run_dir / "monitor", (state or {}).get("monitor_sizes", {}))
-    env = VecCheckFinite(_make_training_env(config, make_env, config.seed + start_steps, run_dir / "monitor",
+        rewind_monitor_files(run_dir / MONITOR_FOLDER, (state or {}).get("monitor_sizes", {}))
+    env = VecCheckFinite(_make_training_env(config, make_env, config.seed + start_steps, run_dir / MONITOR_FOLDER,
                                             append=checkpoint is not None), "training environment", start_steps)
     normalize = config.normalize_kwargs()
     eval_env = VecCheckFinite(make_env(config.env_id, n_envs=min(config.n_eval_episodes, config.n_envs),
@@ -406,18 +407,19 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
     model.set_logger(_logger(run_dir, len(history), options))
 
     title = f"{config.policy} on {config.env_id} (seed {config.seed})"
-    curve = run_dir / "learning_curve.png"
-    checkpoints = RunCheckpointCallback(config.checkpoint_freq, run_dir / CHECKPOINT_FOLDER, monitor_dir=run_dir / "monitor")
+    curve = run_dir / LEARNING_CURVE_FILE
+    checkpoints = RunCheckpointCallback(config.checkpoint_freq, run_dir / CHECKPOINT_FOLDER,
+                                        monitor_dir=run_dir / MONITOR_FOLDER)
 
     def evaluated(history: dict[str, np.ndarray]) -> None:
-        plot_learning_curve(curve, history, run_dir / "monitor", title)
+        plot_learning_curve(curve, history, run_dir / MONITOR_FOLDER, title)
         if on_evaluation is not None:
             on_evaluation(history)
 
     bar = ProgressBar() if progress_bar else None
-    evaluation = RunEvaluationCallback(eval_env, config.eval_freq, config.n_eval_episodes, run_dir, run_dir / "best",
-                              on_evaluation=evaluated, verbose=int(options.verbose >= 1),
-                              status=None if bar is None else bar.status)
+    evaluation = RunEvaluationCallback(eval_env, config.eval_freq, config.n_eval_episodes, run_dir,
+                                       run_dir / BEST_FOLDER, on_evaluation=evaluated,
+                                       verbose=int(options.verbose >= 1), status=None if bar is None else bar.status)
     if options.verbose >= 1:
         print(_banner(config, run_dir, model, start_steps, options), flush=True)
     try:
@@ -451,7 +453,7 @@ def _run(config: RunConfig, run_dir: Path, checkpoint: tuple[int, Path, Path | N
         if vec_normalize is not None:
             save_vecnormalize(vec_normalize, run_dir / VECNORMALIZE_FILE)
         save_model(model, run_dir / MODEL_FILE)
-        plot_learning_curve(curve, evaluation.history, run_dir / "monitor", title)
+        plot_learning_curve(curve, evaluation.history, run_dir / MONITOR_FOLDER, title)
     finally:
         for venv in (env, eval_env):
             try:
