@@ -209,6 +209,13 @@ POLICY_KWARGS_SCHEMA: dict[str, _Check] = {
     "critic": _NAME,
     "controller": _OPTIONAL_BOOL,
     "time_unit": ("null or a number > 0", lambda v: v is None or (_is_number(v) and v > 0)),
+    "n_layers": _POSITIVE_INT,
+    # sb3-contrib's names for units, n_layers, cell_kwargs and critic (see ltc_rl.rl.policies)
+    "lstm_hidden_size": _POSITIVE_INT,
+    "n_lstm_layers": _POSITIVE_INT,
+    "lstm_kwargs": _MAPPING,
+    "enable_critic_lstm": _BOOL,
+    "shared_lstm": _BOOL,
 }
 #: Settings that configure the pipeline rather than the algorithm.
 PIPELINE_KEYS = ("n_envs", "n_timesteps", "normalize", "eval_freq", "n_eval_episodes", "checkpoint_freq")

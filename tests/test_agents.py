@@ -432,6 +432,25 @@ def test_control_step_path_matches_the_network_step_by_step():
     assert all(np.array_equal(a, kept) for a, kept in actions)  # returned actions own their memory
 
 
+def test_control_step_follows_replaced_modules_and_device_moves():
+    agent = halfcheetah_sized_agent("fc")
+    obs = np.random.default_rng(0).normal(size=17).astype(np.float32)
+    agent.act(obs)
+    replaced = torch.nn.Linear(64, 6)
+    torch.nn.init.zeros_(replaced.weight)
+    torch.nn.init.constant_(replaced.bias, 0.25)
+    agent.network.action_net = replaced  # the step looks its parts up again
+    np.testing.assert_array_equal(agent.act(obs), np.full(6, 0.25, np.float32))
+    agent.network.to("cpu", torch.float64).to(torch.float32)  # buffers replaced by conversions
+    with torch.no_grad():
+        agent.network.obs_scale.zero_()
+        agent.network.obs_shift.zero_()  # every observation now reads as zeros
+    agent.reset()
+    zeros = agent.act(np.zeros(17, np.float32))
+    agent.reset()
+    np.testing.assert_array_equal(agent.act(obs), zeros)
+
+
 def test_agent_latency_benchmark_measures_every_path():
     seconds = agent_step_latency("fc", blocks=1)
     assert set(seconds) >= {"agent", "torchscript"} and all(0 < s < 0.1 for s in seconds.values())

@@ -281,8 +281,8 @@ def test_bad_policy_kwargs_give_clear_errors(kwargs, message):
 
 
 def test_bad_algorithm_settings_give_clear_errors():
-    with pytest.raises(ValueError, match="multiple of sequence_length"):
-        RecurrentPPO("MlpLtcPolicy", "Pendulum-v1", n_steps=32, batch_size=20, sequence_length=8)
+    with pytest.raises(ValueError, match="batch_size must be a positive number"):
+        RecurrentPPO("MlpLtcPolicy", "Pendulum-v1", n_steps=32, batch_size=0, sequence_length=8)
     with pytest.raises(ValueError, match="sequence_length must lie"):
         RecurrentPPO("MlpLtcPolicy", "Pendulum-v1", n_steps=16, batch_size=64, sequence_length=32)
     with pytest.raises(ValueError, match="MlpLtcPolicy uses the 'ltc' cell"):

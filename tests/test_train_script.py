@@ -52,7 +52,7 @@ def _fails(argv: list[str], capsys, match: str) -> None:
     (["--env", "CartPole-v1", "--hp", "normalize=maybe"], "normalize='maybe' is invalid"),
     (["--env", "CartPole-v1", "--hp", "policy_kwargs.activation_fn=swish"], "unknown activation_fn 'swish'"),
     (["--env", "CartPole-v1", "--hp", "policy_kwargs.wiring=mesh"], "unknown wiring 'mesh'"),
-    (["--env", "CartPole-v1", "--hp", "batch_size=100"], "multiple of sequence_length"),
+    (["--env", "CartPole-v1", "--hp", "sequence_length=4096"], "sequence_length must lie in"),
     (["--env", "CartPole-v1", "--hp", "n_steps"], "is not NAME=VALUE"),
     (["--env", "CartPole-v1", "--total-timesteps", "0"], "total_timesteps must be an integer >= 1"),
     (["--policy", "ltc"], "pass --env ENV_ID"),

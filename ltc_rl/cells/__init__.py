@@ -9,11 +9,12 @@ from ltc_rl.cells.cfc import CfCCell, WiredCfCCell
 from ltc_rl.cells.ctgru import CTGRUCell
 from ltc_rl.cells.ltc import SOLVERS, LTCCell
 from ltc_rl.cells.ode_rnn import CTRNNCell, NODECell
+from ltc_rl.cells.stacked import StackedCell
 from ltc_rl.cells.torch_rnn import GRUCell, LSTMCell
 from ltc_rl.wirings import Wiring
 
 __all__ = ["RecurrentCell", "as_timespan", "LTCCell", "CfCCell", "WiredCfCCell", "CTRNNCell", "NODECell", "CTGRUCell",
-           "LSTMCell", "GRUCell", "SOLVERS", "CELL_TYPES", "make_cell"]
+           "LSTMCell", "GRUCell", "StackedCell", "SOLVERS", "CELL_TYPES", "make_cell"]
 
 CELL_TYPES: dict[str, type[RecurrentCell]] = {
     "ltc": LTCCell,
