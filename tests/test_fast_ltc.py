@@ -9,7 +9,9 @@ ones compile them with torch.compile.
 from __future__ import annotations
 
 import copy
+import re
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,7 +113,7 @@ def test_compressed_layout_of_a_dense_wiring_matches(monkeypatch: pytest.MonkeyP
     """Forcing the gather/scatter layout on a fully connected wiring gives the dense results."""
     monkeypatch.setattr(ltc_fast, "SPARSE_FRACTION", 1.0)
     reference, fast = make_pair("fc", "rk4", torch.float64)
-    assert ltc_fast._plan(fast).rec_index is not None
+    assert ltc_fast._plan(fast.kernel_spec()).rec_index is not None
     inputs = make_inputs(reference, torch.float64, with_dt=True, with_resets=True)
     assert_match(run_sequence(fast, inputs), run_sequence(reference, inputs), torch.float64)
 
@@ -119,9 +121,9 @@ def test_compressed_layout_of_a_dense_wiring_matches(monkeypatch: pytest.MonkeyP
 def test_layouts() -> None:
     """Dense wirings broadcast; sparse ones list each neuron's existing synapses first."""
     _, dense = make_pair("fc")
-    assert ltc_fast._plan(dense).rec_index is None
+    assert ltc_fast._plan(dense.kernel_spec()).rec_index is None
     _, sparse = make_pair("autoncp")
-    index = ltc_fast._plan(sparse).rec_index
+    index = ltc_fast._plan(sparse.kernel_spec()).rec_index
     mask = sparse.sparsity_mask
     in_degree = (mask != 0).sum(0)
     assert index.shape == (sparse.state_size, int(in_degree.max()))
@@ -269,3 +271,13 @@ def test_compiled_kernels_match_reference(wiring: str, solver: str, dtype: torch
             x, state = inputs["x"][:1, 0], inputs["state"][:1].detach()
             for actual, expected in zip(fast(x, state, 0.5), reference(x, state, 0.5)):
                 torch.testing.assert_close(actual, expected, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+
+
+def test_native_kernel_reads_the_spec_fields_in_their_order() -> None:
+    """The native batch-1 inference indexes the CellTensors list by the C++ ``Field`` enumeration:
+    its names, in order, must be the NamedTuple's fields."""
+    source = (Path(ltc_fast.__file__).parent / "ltc_native.cpp").read_text()
+    match = re.search(r"enum Field : int64_t \{([^}]*)\}", source)
+    assert match is not None, "ltc_native.cpp lost its Field enumeration"
+    names = [name.strip().lower() for name in match.group(1).split(",") if name.strip()]
+    assert names == [*ltc_fast.CellTensors._fields, "field_count"]
