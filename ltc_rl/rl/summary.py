@@ -30,7 +30,7 @@ import yaml
 
 from ltc_rl.errors import ConfigError, DataError, MissingFileError
 from ltc_rl.rl.callbacks import EVALUATIONS_FILE, atomic_write
-from ltc_rl.training import CONFIG_FILE
+from ltc_rl.rl.run_files import CONFIG_FILE
 
 __all__ = ["RunRecord", "GroupSummary", "load_run", "find_runs", "confidence_interval", "summarize",
            "format_markdown", "write_summary", "is_finished", "SUMMARY_FILES"]
