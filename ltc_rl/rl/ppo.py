@@ -42,7 +42,7 @@ from ltc_rl.rl.buffers import RecurrentRolloutBuffer
 from ltc_rl.rl.guards import guard_updates
 from ltc_rl.rl.elapsed_time import (DEFAULT_ELAPSED_TIME, check_dt_scale, elapsed_times, nominal_period,
                                     reset_infos)
-from ltc_rl.rl.startup_messages import show_startup_messages_once
+from ltc_rl.startup_messages import show_startup_messages_once
 from ltc_rl.rl.policies import (MlpCfcPolicy, MlpGruPolicy, MlpLstmPolicy, MlpLtcPolicy,
                                 RecurrentActorCriticPolicy)
 from ltc_rl.errors import ModelFileError
