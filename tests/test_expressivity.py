@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 
-from ltc_rl.expressivity import (TrajectoryConfig, arc_length, build_network, circle_inputs, latent_trajectories,
+from ltc_rl.studies.trajectory_length import (TrajectoryConfig, arc_length, build_network, circle_inputs, latent_trajectories,
                                  measure, pca_project, sweep, sweep_table)
 
 
