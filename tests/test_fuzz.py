@@ -160,7 +160,8 @@ def stub_long_work(name: str, module: ModuleType, patch: pytest.MonkeyPatch) -> 
     elif name == "trajectory_length":
         patch.setattr(ltc_rl.studies.trajectory_length, "measure", lambda config: {})
         patch.setattr(module, "run_trajectory_study", lambda out, base, axes, samples: {
-            "rows": ltc_rl.studies.trajectory_length.sweep(base, axes, samples, progress=False), "text": "", "files": {}})
+            "rows": ltc_rl.studies.trajectory_length.sweep(base, axes, samples, progress=False), "text": "",
+            "files": {}})
     elif name == "bench_ppo":
         patch.setattr(module, "run_benchmark", _stub([]))
         patch.setattr(module, "format_results", _stub(""))
