@@ -78,7 +78,7 @@ class Result:
 
 
 def default_cases(quick: bool = False, device: str = "cpu", threads: int = 2) -> list[Case]:
-    """The issue's shapes: training FC 64 (time, memory), batch-1 latency FC 32/64, AutoNCP vs FC,
+    """The reference shapes: training FC 64 (time, memory), batch-1 latency FC 32/64, AutoNCP vs FC,
     FC 128/256 within 4 GB (ncps attempted under a cap); on CUDA, FC 64 at batch 1024."""
     steps, repeats, window = (32, 1, 0.0) if quick else (128, 5, 8.0)
     base = Case("ltc_rl", "train", "fc", 64, 64, steps, repeats=repeats, window_seconds=window, threads=threads,
