@@ -43,12 +43,12 @@ import signal
 import subprocess
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import yaml
@@ -373,7 +373,7 @@ class RunConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         names = {f.name for f in fields(cls)}
         missing = [f.name for f in fields(cls)
                    if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
@@ -551,7 +551,7 @@ def _session_record(kind: str, argv: Sequence[str] | None, device: str) -> dict[
 EvaluationHook = Callable[[dict[str, np.ndarray]], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class SessionOptions:
     """How a training session reports and where it starts from (not part of the run's configuration).
 

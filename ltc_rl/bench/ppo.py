@@ -11,8 +11,9 @@ an idle machine); the ratios use CPU time. Needs the ``bench`` extra (sb3-contri
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from stable_baselines3.common.callbacks import BaseCallback

@@ -298,7 +298,7 @@ class _StepGrads(NamedTuple):
     cm: Tensor
     syn: SynapseGrads
 
-    def __add__(self, other: "_StepGrads") -> "_StepGrads":  # type: ignore[override]
+    def __add__(self, other: _StepGrads) -> _StepGrads:  # type: ignore[override]
         return _StepGrads(*(a + b for a, b in zip(self[:5], other[:5])),
                           tuple(a + b for a, b in zip(self.syn, other.syn)))
 
@@ -559,7 +559,7 @@ class _Plan(NamedTuple):
 
 #: Plans by the recurrent sparsity mask tensor they were derived from (by identity, weakly: a
 #: cell's mask lives as long as the cell, and is replaced when the cell changes device or dtype).
-_plans: "WeakIdKeyDictionary" = WeakIdKeyDictionary()
+_plans: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 def _plan(spec: LTCSpec) -> _Plan:

@@ -24,7 +24,8 @@ from __future__ import annotations
 import io
 import pathlib
 import pickle
-from typing import Any, ClassVar, Iterable, TypeVar
+from collections.abc import Iterable
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
