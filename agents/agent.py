@@ -61,7 +61,7 @@ class LTCAgent:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu", trust_pickle: bool = False,
-             best: bool = False, checkpoint: int | None = None) -> "LTCAgent":
+             best: bool = False, checkpoint: int | None = None) -> LTCAgent:
         """Load a run folder written by ``scripts/train.py`` (or its ``best/`` folder, a model ``.zip`` or a
         checkpoint ``ckpt_<steps>_steps.zip``); ``best`` / ``checkpoint`` pick ``best/`` or the checkpoint at
         that many steps of the run folder. A run folder without ``model.zip`` loads its newest checkpoint.

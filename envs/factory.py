@@ -5,20 +5,23 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import gymnasium as gym
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from envs.registration import check_env_id, import_gym_packages
 from envs.wrappers import (ElapsedTimeInfo, ElapsedTimeObservation, GaussianObservationNoise, IrregularSampling,
                            NonFiniteObservationCheck)
-from ltc_rl.rl.elapsed_time import env_period
+from ltc_rl.env_api import env_period
+from ltc_rl.startup_messages import show_startup_messages_once
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.vec_env import VecEnv
 
 __all__ = ["make", "make_vec"]
 
-_VEC_ENV_CLASSES = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
+# stable-baselines3 is imported where a Monitor or a VecEnv is made, not on ``import envs``.
+_VEC_ENV_CLASSES = {"dummy": "DummyVecEnv", "subproc": "SubprocVecEnv"}
 
 
 def _frame_range(irregular: Sequence[int]) -> tuple[int, int]:
@@ -52,6 +55,7 @@ def make(env_id: str, *, obs_noise: float = 0.0, irregular: Sequence[int] | None
     without ``irregular``, where the task's period is known (MuJoCo tasks, or a ``dt`` / ``tau``
     attribute); observations are checked for NaN / infinity.
     """
+    show_startup_messages_once()
     import_gym_packages(gym_packages)
     check_env_id(env_id)
     if dt_in_obs not in (True, False):
@@ -80,6 +84,8 @@ def make(env_id: str, *, obs_noise: float = 0.0, irregular: Sequence[int] | None
 
 def _make_monitored(env_id: str, seed: int | None, monitor_file: str | None, monitor_kwargs: dict[str, Any],
                     options: dict[str, Any]) -> gym.Env:
+    from stable_baselines3.common.monitor import Monitor
+
     return Monitor(make(env_id, seed=seed, **options), filename=monitor_file, **monitor_kwargs)
 
 
@@ -111,7 +117,9 @@ def make_vec(env_id: str, n_envs: int = 1, seed: int | None = None,
                                           dict(monitor_kwargs or {}), options)
         for rank in range(int(n_envs))
     ]
-    venv = _VEC_ENV_CLASSES[vec_env](env_fns)
+    from stable_baselines3.common import vec_env as sb3_vec_env
+
+    venv = getattr(sb3_vec_env, _VEC_ENV_CLASSES[vec_env])(env_fns)
     if seed is not None:
         venv.seed(seed)
     return venv

@@ -10,7 +10,7 @@ import gymnasium as gym
 from gymnasium.envs.registration import WrapperSpec
 
 from ltc_rl.errors import ConfigError
-from ltc_rl.training import check_env_id as _check_registered
+from ltc_rl.env_api import check_registered_env_id
 
 __all__ = ["BASE_ENV_IDS", "NOVEL_ENV_IDS", "available_ids", "check_env_id", "import_gym_packages", "register_envs"]
 
@@ -60,7 +60,7 @@ def available_ids() -> tuple[str, ...]:
 def check_env_id(env_id: str) -> None:
     """Raises ConfigError (a ValueError) when ``env_id`` is not registered with gymnasium, naming the closest
     registered ids (register your own env, or import the package that does, first)."""
-    _check_registered(str(env_id))
+    check_registered_env_id(str(env_id))
 
 
 def import_gym_packages(packages: Sequence[str]) -> None:

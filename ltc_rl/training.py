@@ -43,14 +43,13 @@ import signal
 import subprocess
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import yaml
 from stable_baselines3 import PPO
@@ -63,6 +62,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 from torch import nn
 
 from ltc_rl.devices import check_device
+from ltc_rl.env_api import check_registered_env_id
 from ltc_rl.errors import (ConfigError, DivergenceError, LtcRlWarning, ModelFileError, TrainingInterrupted,
                            check_output_name, one_line)
 from ltc_rl.kernels import native
@@ -76,7 +76,7 @@ from ltc_rl.rl.serialization import check_spaces, inspect_model_file, load_model
 from ltc_rl.rl.curves import plot_learning_curve
 from ltc_rl.rl.elapsed_time import DEFAULT_ELAPSED_TIME, nominal_period
 from ltc_rl.rl.ppo import RecurrentPPO
-from ltc_rl.rl.startup_messages import show_startup_messages_once
+from ltc_rl.startup_messages import show_startup_messages_once
 
 __all__ = ["ConfigError", "PolicyChoice", "POLICIES", "RunConfig", "SessionOptions", "TrainResult",
            "load_hyperparams", "read_yaml_file", "hyperparams_notice", "parse_frame_range", "parse_overrides",
@@ -346,12 +346,7 @@ def check_env_id(env_id: str, env_ids: Sequence[str] | None = None) -> None:
     if env_ids is not None:
         _check_name(env_id, list(env_ids), "environment id")
         return
-    if env_id in gym.registry:
-        return
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
-    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-    raise ConfigError(f"unknown environment id {env_id!r}{hint}; any id registered with gymnasium works: register "
-                      "yours, or import the package that does (scripts: --gym-packages PACKAGE).")
+    check_registered_env_id(env_id)
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -385,7 +380,7 @@ class RunConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         names = {f.name for f in fields(cls)}
         missing = [f.name for f in fields(cls)
                    if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
@@ -563,7 +558,7 @@ def _session_record(kind: str, argv: Sequence[str] | None, device: str) -> dict[
 EvaluationHook = Callable[[dict[str, np.ndarray]], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class SessionOptions:
     """How a training session reports and where it starts from (not part of the run's configuration).
 

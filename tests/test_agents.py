@@ -17,29 +17,19 @@ from agents.benchmark import agent_step_latency, format_agent_latency, halfcheet
 from agents.evaluation import (EnvMismatchError, VideoUnavailableError, evaluate_agent, opengl_backend,
                                record_video)
 from ltc_rl import wirings
-from ltc_rl.kernels import compile_mode
 from ltc_rl.rl import RecurrentPPO
 from ltc_rl.rl.callbacks import save_model
 from ltc_rl.rl.safe_files import NormalizationStats
 from ltc_rl.training import ConfigError, sb3_make_vec
 
-from conftest import load_script, requires_cuda
+from conftest import load_script, requires_cuda, tiny_flags
 
 
 train_script, evaluate_script = load_script("train"), load_script("evaluate")
 
-TINY = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "sequence_length=8", "--hp", "n_epochs=1",
-        "--hp", "eval_freq=0", "--hp", "n_eval_episodes=1", "--hp", "checkpoint_freq=128", "--no-progress",
-        "--n-envs", "2", "--seed", "3"]
+TINY = [*tiny_flags(eval_freq=0, n_eval_episodes=1, checkpoint_freq=128), "--n-envs", "2", "--seed", "3"]
 PENDULUM_OPTIONS = ["--irregular", "2,4", "--dt-in-obs", "--obs-noise", "0.05"]
 PENDULUM_STEP = 0.05  # seconds of one Pendulum-v1 step; --irregular 2,4 draws 2-4 of them (nominal 3)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _eager_kernels():
-    """Tiny models: torch.compile's start-up would dominate, so run the kernels eagerly."""
-    with compile_mode(False):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agents.evaluation
-import ltc_rl.expressivity
+import ltc_rl.studies.trajectory_length
 import ltc_rl.training
 from ltc_rl.seqpred.data import load_splits
 from ltc_rl.training import TrainResult
@@ -155,23 +155,24 @@ def stub_long_work(name: str, module: ModuleType, patch: pytest.MonkeyPatch) -> 
         patch.setattr(module, "collect_traces", lambda factory, policy, episodes, out_dir, max_steps, **kw:
                       real(factory, policy, min(episodes, 1), out_dir, min(max_steps, 3), **kw))
     elif name == "seqpred":  # the data is loaded and checked; nothing is trained
-        patch.setattr(module, "run_study", lambda config: (load_splits(config.data), SimpleNamespace(
+        patch.setattr(module, "run_seqpred_study", lambda config: (load_splits(config.data), SimpleNamespace(
             table="table", files={"table": Path(os.devnull)}, wall_seconds=0.0))[1])
     elif name == "trajectory_length":
-        patch.setattr(ltc_rl.expressivity, "measure", lambda config: {})
+        patch.setattr(ltc_rl.studies.trajectory_length, "measure", lambda config: {})
         patch.setattr(module, "run_trajectory_study", lambda out, base, axes, samples: {
-            "rows": ltc_rl.expressivity.sweep(base, axes, samples, progress=False), "text": "", "files": {}})
+            "rows": ltc_rl.studies.trajectory_length.sweep(base, axes, samples, progress=False), "text": "",
+            "files": {}})
     elif name == "bench_ppo":
         patch.setattr(module, "run_benchmark", _stub([]))
         patch.setattr(module, "format_results", _stub(""))
     elif name == "pomdp_study":
-        patch.setattr(module, "run_study", _stub(None))
+        patch.setattr(module, "run_pomdp_study", _stub(None))
     elif name == "sweep":
         patch.setattr(module, "run_sweep", _stub(SimpleNamespace(summary=None, trials=0, finished=0, stopped=0,
                                                                  interrupted=0, errors=[], output="sweep")))
     elif name == "bench_cell":
         patch.setattr(module, "run_cases", _stub([]))
-        patch.setattr(module, "format_table", _stub(""))
+        patch.setattr(module, "format_cell_results", _stub(""))
     elif name == "bench_vecenv":
         patch.setattr(module, "run_vec_env_benchmark", _stub([]))
         patch.setattr(module, "format_vec_env_results", _stub(""))

@@ -11,27 +11,19 @@ import pytest
 import torch
 import yaml
 
-from ltc_rl.kernels import compile_mode, native
+from ltc_rl.kernels import native
 from ltc_rl.rl import RecurrentPPO
 from ltc_rl.rl.callbacks import atomic_write, latest_checkpoint
 from ltc_rl.training import ConfigError, parse_overrides, resolve_config
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, tiny_flags
 
 _spec = importlib.util.spec_from_file_location("train_script", REPO_ROOT / "scripts" / "train.py")
 train_script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(train_script)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _eager_kernels():
-    """Tiny runs: torch.compile's start-up would dominate, so run the kernels eagerly."""
-    with compile_mode(False):
-        yield
-
-TINY = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "sequence_length=8", "--hp", "n_epochs=1",
-        "--hp", "eval_freq=128", "--hp", "n_eval_episodes=2", "--hp", "checkpoint_freq=128",
-        "--hp", "policy_kwargs.units=4", "--no-progress"]
+TINY = tiny_flags(eval_freq=128, n_eval_episodes=2, checkpoint_freq=128, policy_kwargs__units=4)
 
 
 def _fails(argv: list[str], capsys, match: str) -> None:

@@ -18,7 +18,7 @@ import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm

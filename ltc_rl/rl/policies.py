@@ -210,18 +210,19 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         if isinstance(observation_space, spaces.Dict) and features_extractor_class in (FlattenExtractor, NatureCNN):
             raise ValueError(f"{type(self).__name__} takes Box or Discrete observations, not Dict; use the "
                              "MultiInput*Policy of the same cell (e.g. 'MultiInputLtcPolicy', CombinedExtractor).")
-        self.cell = self._resolve_cell(cell)
+        # Names (the cell objects are actor_cell / critic_cell, each with its Wiring object as .wiring).
+        self.cell_name = self._resolve_cell(cell)
         if wiring not in wirings.WIRING_CHOICES:
             raise ValueError(f"unknown wiring {wiring!r}; choose one of {wirings.WIRING_CHOICES}.")
-        if wiring != "fc" and self.cell != "ltc":
-            raise ValueError(f"wiring {wiring!r} needs the 'ltc' cell (cell {self.cell!r} is fully connected); "
-                             "use wiring='fc' or MlpLtcPolicy.")
+        if wiring != "fc" and self.cell_name != "ltc":
+            raise ValueError(f"wiring {wiring!r} needs the 'ltc' cell (cell {self.cell_name!r} is fully "
+                             "connected); use wiring='fc' or MlpLtcPolicy.")
         if critic not in CRITIC_MODES:
             raise ValueError(f"unknown critic mode {critic!r}; choose one of {CRITIC_MODES}.")
         if critic == "shared" and not share_features_extractor:
             raise ValueError("critic='shared' needs share_features_extractor=True (the critic reads the actor cell).")
         self.controller = wiring == "ncp" if controller is None else bool(controller)
-        if self.controller and self.cell != "ltc":
+        if self.controller and self.cell_name != "ltc":
             raise ValueError("controller mode needs the 'ltc' cell, whose motor neurons drive the actions.")
         net_arch = dict(pi=[], vf=[64]) if net_arch is None else net_arch
         if self.controller and (net_arch.get("pi") if isinstance(net_arch, dict) else net_arch):
@@ -229,7 +230,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
                              "net_arch=dict(pi=[], vf=[...]) or controller=False.")
         self.units = units
         self.n_layers = n_layers
-        self.wiring = wiring
+        self.wiring_name = wiring
         self.sparsity_level = float(sparsity_level)
         self.wiring_seed = wiring_seed
         self.cell_kwargs = cell_kwargs
@@ -255,8 +256,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
 
     # ------------------------------------------------------------------ construction
     def _make_layer(self, input_size: int, wiring: str, output_size: int | None) -> RecurrentCell:
-        if self.cell != "ltc":
-            return make_cell(self.cell, input_size, self.units, **self.cell_kwargs)
+        if self.cell_name != "ltc":
+            return make_cell(self.cell_name, input_size, self.units, **self.cell_kwargs)
         circuit = wirings.make(wiring, self.units, output_size, sparsity_level=self.sparsity_level,
                                seed=self.wiring_seed)
         return make_cell("ltc", input_size, circuit, **self.cell_kwargs)
@@ -271,9 +272,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
 
     def _build_mlp_extractor(self) -> None:
         """Create the recurrent cells and the heads after them (called by ``ActorCriticPolicy._build``)."""
-        motors = _distribution_width(self.action_space) if self.controller or self.wiring == "ncp" else None
-        self.actor_cell = self._make_cell(self.wiring, motors)
-        self.critic_cell = (self._make_cell("fc" if self.wiring == "ncp" else self.wiring, None)
+        motors = _distribution_width(self.action_space) if self.controller or self.wiring_name == "ncp" else None
+        self.actor_cell = self._make_cell(self.wiring_name, motors)
+        self.critic_cell = (self._make_cell("fc" if self.wiring_name == "ncp" else self.wiring_name, None)
                             if self.critic == "separate" else None)
         vf_input = {"separate": self.critic_cell.output_size if self.critic_cell is not None else 0,
                     "shared": self.actor_cell.output_size, "none": self.features_dim,
@@ -289,9 +290,10 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(cell=self.cell, units=self.units, n_layers=self.n_layers, wiring=self.wiring, sparsity_level=self.sparsity_level,
-                    wiring_seed=self.wiring_seed, cell_kwargs=self.cell_kwargs, critic=self.critic,
-                    controller=self.controller, time_unit=self.time_unit, use_elapsed_time=self.use_elapsed_time)
+        data.update(cell=self.cell_name, units=self.units, n_layers=self.n_layers, wiring=self.wiring_name,
+                    sparsity_level=self.sparsity_level, wiring_seed=self.wiring_seed, cell_kwargs=self.cell_kwargs,
+                    critic=self.critic, controller=self.controller, time_unit=self.time_unit,
+                    use_elapsed_time=self.use_elapsed_time)
         return data
 
     # ------------------------------------------------------------------ state

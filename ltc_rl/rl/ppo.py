@@ -24,7 +24,8 @@ from __future__ import annotations
 import io
 import pathlib
 import pickle
-from typing import Any, ClassVar, Iterable, TypeVar
+from collections.abc import Iterable
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ from ltc_rl.rl.buffers import RecurrentRolloutBuffer
 from ltc_rl.rl.guards import guard_updates
 from ltc_rl.rl.elapsed_time import (DEFAULT_ELAPSED_TIME, check_dt_scale, elapsed_times, nominal_period,
                                     reset_infos)
-from ltc_rl.rl.startup_messages import show_startup_messages_once
+from ltc_rl.startup_messages import show_startup_messages_once
 from ltc_rl.rl.policies import POLICY_CLASSES, RecurrentActorCriticPolicy
 from ltc_rl.errors import ModelFileError
 from ltc_rl.rl.safe_files import read_model_data, reason, save_algorithm

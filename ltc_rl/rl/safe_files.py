@@ -306,7 +306,7 @@ class NormalizationStats:
     norm_obs_keys: list[str] | None = None
 
     @classmethod
-    def from_vecnormalize(cls, venv: VecNormalize) -> "NormalizationStats":
+    def from_vecnormalize(cls, venv: VecNormalize) -> NormalizationStats:
         return cls(_moments_dict(venv.obs_rms), venv.ret_rms, float(venv.clip_obs), float(venv.clip_reward),
                    float(venv.gamma), float(venv.epsilon), bool(venv.norm_obs), bool(venv.norm_reward),
                    list(venv.norm_obs_keys) if venv.norm_obs_keys is not None else None)
@@ -361,7 +361,7 @@ class NormalizationStats:
         np.savez(handle, **arrays)
 
     @classmethod
-    def read(cls, path: str | Path) -> "NormalizationStats":
+    def read(cls, path: str | Path) -> NormalizationStats:
         """Read what :meth:`write` wrote (``allow_pickle=False``); ``ValueError`` / ``KeyError`` / ``OSError``
         if unreadable."""
         with np.load(path, allow_pickle=False) as saved:

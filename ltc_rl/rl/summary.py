@@ -30,7 +30,7 @@ import yaml
 
 from ltc_rl.errors import ConfigError, DataError, MissingFileError
 from ltc_rl.rl.callbacks import EVALUATIONS_FILE, atomic_write
-from ltc_rl.training import CONFIG_FILE
+from ltc_rl.rl.run_files import CONFIG_FILE
 
 __all__ = ["RunRecord", "GroupSummary", "load_run", "find_runs", "confidence_interval", "summarize",
            "format_markdown", "write_summary", "is_finished", "SUMMARY_FILES"]
@@ -67,7 +67,7 @@ class RunRecord:
     problem: str | None = None
 
     @classmethod
-    def unreadable(cls, run_dir: Path, problem: str) -> "RunRecord":
+    def unreadable(cls, run_dir: Path, problem: str) -> RunRecord:
         """A run folder whose files are corrupt: listed as excluded, never summarised."""
         return cls(run_dir, "?", "?", -1, 0, {}, np.zeros(0, dtype=np.int64), np.zeros(0), problem)
 

@@ -19,7 +19,7 @@ import torch
 from stable_baselines3.common.vec_env import VecNormalize
 
 from ltc_rl.errors import ConfigError
-from ltc_rl.rl.benchmark import _RolloutTimer
+from ltc_rl.bench.ppo import RolloutTimer
 from ltc_rl.training import POLICIES, VEC_ENVS, EnvFactory, build_model, resolve_config, sb3_make_vec
 
 __all__ = ["VecEnvBenchSettings", "VecEnvResult", "run_vec_env_benchmark", "format_vec_env_results"]
@@ -71,7 +71,7 @@ def _time_one(settings: VecEnvBenchSettings, policy: str, vec_env: str, make_env
         env = VecNormalize(env, **normalize)
     try:
         model = build_model(config, env)
-        timer = _RolloutTimer()
+        timer = RolloutTimer()
         start = time.perf_counter()
         model.learn(steps, callback=timer)
         seconds = time.perf_counter() - start
