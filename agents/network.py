@@ -15,7 +15,8 @@ with, exactly as the training policy did (see :mod:`ltc_rl.rl.elapsed_time`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -102,7 +103,7 @@ class PolicyNetwork(nn.Module):
         self.__dict__.pop("_step_parts", None)  # a replaced module or tensor: look the parts up again
         super().__setattr__(name, value)
 
-    def _apply(self, fn: Any, recurse: bool = True) -> "PolicyNetwork":
+    def _apply(self, fn: Any, recurse: bool = True) -> PolicyNetwork:
         self.__dict__.pop("_step_parts", None)  # .to() / .cuda() / .double() replace the buffers
         return super()._apply(fn, recurse)
 
