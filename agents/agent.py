@@ -11,7 +11,8 @@
             agent.reset()
 
 Vectorised environments pass a batch ``(n_envs, *obs_shape)`` and reset finished rows with
-``agent.reset(dones)``. :meth:`LTCAgent.predict` is the stateless form with stable-baselines3's
+``agent.reset(dones)``. Dict observations (``MultiInput*Policy``) are dicts of such arrays; image
+observations may come channel-last, as the environment gives them (transposed as SB3's ``predict`` does). :meth:`LTCAgent.predict` is the stateless form with stable-baselines3's
 ``predict`` signature (so ``evaluate_policy`` and :func:`ltc_rl.rl.evaluation.evaluate` accept an agent).
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from stable_baselines3.common.preprocessing import maybe_transpose
 from torch import Tensor
 
 from agents.network import PolicyNetwork, network_from_policy
@@ -44,7 +46,7 @@ class LTCAgent:
         state: the current recurrent state ``(batch, state_size)``, None before the first step.
     """
 
-    def __init__(self, network: PolicyNetwork, observation_space: spaces.Box, action_space: spaces.Space,
+    def __init__(self, network: PolicyNetwork, observation_space: spaces.Box | spaces.Dict, action_space: spaces.Space,
                  config: dict[str, Any] | None = None, files: RunFiles | None = None) -> None:
         self.network = network.eval()
         self.observation_space, self.action_space = observation_space, action_space
@@ -59,7 +61,7 @@ class LTCAgent:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu", trust_pickle: bool = False,
-             best: bool = False, checkpoint: int | None = None) -> "LTCAgent":
+             best: bool = False, checkpoint: int | None = None) -> LTCAgent:
         """Load a run folder written by ``scripts/train.py`` (or its ``best/`` folder, a model ``.zip`` or a
         checkpoint ``ckpt_<steps>_steps.zip``); ``best`` / ``checkpoint`` pick ``best/`` or the checkpoint at
         that many steps of the run folder. A run folder without ``model.zip`` loads its newest checkpoint.
@@ -122,7 +124,7 @@ class LTCAgent:
         if self.cell is not None:
             self.state = self.cell.reset_state(self.state, mask_t)
 
-    def act(self, obs: np.ndarray, dt: float | np.ndarray | None = None, deterministic: bool = True) -> np.ndarray:
+    def act(self, obs: np.ndarray | dict[str, np.ndarray], dt: float | np.ndarray | None = None, deterministic: bool = True) -> np.ndarray:
         """The action for ``obs`` (one observation or a batch), advancing the agent's state.
 
         ``dt``: elapsed time since the previous observation in the environment's unit (its
@@ -157,20 +159,24 @@ class LTCAgent:
         action = action_t.numpy() if action_t.device.type == "cpu" else action_t.cpu().numpy()
         return action if self._action_dtype is None else action.astype(self._action_dtype, copy=False)
 
-    def predict(self, observation: np.ndarray, state: np.ndarray | Tensor | None = None,
+    def predict(self, observation: np.ndarray | dict[str, np.ndarray], state: np.ndarray | Tensor | None = None,
                 episode_start: np.ndarray | None = None, deterministic: bool = False,
                 dt: float | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Stateless step with the signature of ``RecurrentPPO.predict``: ``(action, new_state)``."""
         action, new_state = self._step(observation, state, episode_start, dt, deterministic)
         return action, new_state.cpu().numpy()
 
-    def _observation(self, observation: np.ndarray) -> tuple[Tensor, bool]:
-        """The observation as a float32 ``(batch, *obs_shape)`` tensor, and whether it was a single one.
+    def _observation(self, observation: np.ndarray | dict[str, np.ndarray]) -> tuple[Tensor | dict[str, Tensor], bool]:
+        """The observation as a float32 ``(batch, *obs_shape)`` tensor (a dict of them for Dict observations),
+        and whether it was a single one.
 
         A single observation is copied into a tensor allocated once (the control-loop case: no
         per-step allocation or numpy-to-torch conversion beyond that copy).
         """
         shape = self.network.observation_shape
+        if isinstance(shape, dict):
+            return self._dict_observation(observation, shape)
+        observation = maybe_transpose(np.asarray(observation), self.observation_space)  # channel-last images
         if np.shape(observation) == shape:
             buffer = self._single_input
             if buffer is None or buffer.device != self.device:
@@ -184,24 +190,43 @@ class LTCAgent:
                              f"(n, {', '.join(map(str, shape))}).")
         return torch.as_tensor(obs, device=self.device), False
 
+    def _dict_observation(self, observation: dict[str, np.ndarray],
+                          shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Tensor], bool]:
+        """A Dict observation (one, or a batch in every entry) as float32 tensors ``(batch, *shape)`` per key."""
+        if not isinstance(observation, dict) or set(observation) != set(shapes):
+            keys = sorted(observation) if isinstance(observation, dict) else type(observation).__name__
+            raise ValueError(f"the policy observes a Dict with keys {sorted(shapes)}; got {keys}.")
+        arrays = {key: maybe_transpose(np.asarray(observation[key], dtype=np.float32), self.observation_space[key])
+                  for key in shapes}
+        single = all(arrays[key].shape == shape for key, shape in shapes.items())
+        batched = (len({array.shape[:1] for array in arrays.values()}) == 1
+                   and all(arrays[key].shape[1:] == shape for key, shape in shapes.items()))
+        if not (single or batched):
+            got = {key: array.shape for key, array in arrays.items()}
+            raise ValueError(f"Dict observation has shapes {got}; the policy takes {shapes} or a batch (n, ...) "
+                             "in every entry.")
+        return {key: torch.as_tensor(array[None] if single else array, device=self.device)
+                for key, array in arrays.items()}, single
+
     def _step(self, observation: np.ndarray, state: np.ndarray | Tensor | None, episode_start: np.ndarray | None,
               dt: float | np.ndarray | None, deterministic: bool) -> tuple[np.ndarray, Tensor]:
         obs_t, single = self._observation(observation)
-        batch = obs_t.shape[0]
+        batch = next(iter(obs_t.values())).shape[0] if isinstance(obs_t, dict) else obs_t.shape[0]
+        device = self.device
         if state is None:
             state_t = self.network.initial_state(batch)
         else:
-            state_t = torch.as_tensor(state, dtype=torch.float32, device=obs_t.device)
+            state_t = torch.as_tensor(state, dtype=torch.float32, device=device)
             if state_t.shape != (batch, self.state_size):
                 raise ValueError(f"state has shape {tuple(state_t.shape)} but {batch} observation(s) need "
                                  f"({batch}, {self.state_size}); call agent.reset() when the batch size changes.")
         if episode_start is not None and self.cell is not None:
             state_t = self.cell.reset_state(state_t, torch.as_tensor(np.asarray(episode_start, dtype=bool),
-                                                                     device=obs_t.device).reshape(batch))
+                                                                     device=device).reshape(batch))
         check_dt_scale(dt, self.time_unit)
         dt_t = None  # one nominal step
         if dt is not None:
-            dt_t = torch.as_tensor(np.asarray(dt, dtype=np.float32), device=obs_t.device)
+            dt_t = torch.as_tensor(np.asarray(dt, dtype=np.float32), device=device)
             dt_t = dt_t.expand(batch) if dt_t.dim() == 0 else dt_t.reshape(batch)
         # inference_mode: the control step needs no autograd bookkeeping at all.
         with torch.inference_mode():

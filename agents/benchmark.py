@@ -19,8 +19,8 @@ from gymnasium import spaces
 from agents.agent import LTCAgent
 from agents.export import export_onnx, export_torchscript, load_torchscript
 from agents.network import network_from_policy
+from ltc_rl.bench.cell import interleaved_latency
 from ltc_rl.runs.run_folder import ObservationStats
-from ltc_rl.kernels.benchmark import interleaved_latency
 
 __all__ = ["halfcheetah_sized_agent", "agent_step_latency", "format_agent_latency", "AGENT_WIRINGS"]
 

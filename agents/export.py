@@ -9,6 +9,10 @@ extra file ``metadata.json``, ONNX as ``metadata_props``. The ONNX graph leaves 
 does not use (``dt`` for LSTM / GRU / feed-forward policies, ``state`` for feed-forward ones); its
 ``inputs`` metadata (and ``session.get_inputs()``) name the ones it takes.
 
+Image policies (``Cnn*Policy``) export with their ``NatureCNN``, taking channel-first observations as the
+policy does. Policies on Dict observations (``MultiInput*Policy``) do not export (one ``obs`` input per
+format); :func:`export_torchscript` and :func:`export_onnx` refuse them with a ``ValueError``.
+
 Exports run the cells' reference implementation (``fast=False``: no compiled kernels), which
 computes the same function as the fast path the agent uses.
 """
@@ -38,6 +42,10 @@ def _network(source: LTCAgent | PolicyNetwork) -> PolicyNetwork:
 
 def _exportable(network: PolicyNetwork) -> PolicyNetwork:
     """A CPU copy of ``network`` in eval mode whose cells run their reference (uncompiled) code."""
+    if network.dict_observations:
+        raise ValueError(f"cannot export a policy on Dict observations (keys {sorted(network.observation_shape)}): "
+                         "the exported step takes one obs array; train on flattened observations "
+                         "(gymnasium.wrappers.FlattenObservation) to export, or deploy with LTCAgent.")
     network = copy.deepcopy(network).cpu().eval().requires_grad_(False)
     for module in network.modules():
         if hasattr(module, "fast"):

@@ -30,7 +30,7 @@ from ltc_rl.errors import ConfigError
 from ltc_rl.runs.config import resolve_config
 from ltc_rl.runs.training import train
 
-__all__ = ["STUDY_POLICIES", "NOISE_LEVELS", "StudyRun", "run_study", "results_table", "plot_robustness",
+__all__ = ["STUDY_POLICIES", "NOISE_LEVELS", "StudyRun", "run_pomdp_study", "results_table", "plot_robustness",
            "write_report"]
 
 STUDY_POLICIES = ("ltc", "ncp", "cfc", "lstm", "mlp")
@@ -79,7 +79,7 @@ def _train_or_reuse(env_id: str, policy: str, seed: int, timesteps: int, run_dir
     return seconds, result.timesteps
 
 
-def run_study(out_dir: str | Path, env_id: str = "HalfCheetahNoVel-v4", policies: Sequence[str] = STUDY_POLICIES,
+def run_pomdp_study(out_dir: str | Path, env_id: str = "HalfCheetahNoVel-v4", policies: Sequence[str] = STUDY_POLICIES,
               timesteps: int = 24_576, seeds: Sequence[int] = (0,), noise_levels: Sequence[float] = NOISE_LEVELS,
               episodes: int = 5, overrides: Mapping[str, Any] | None = None, progress: bool = True,
               log: Callable[[str], None] = print) -> list[StudyRun]:

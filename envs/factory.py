@@ -5,19 +5,21 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import gymnasium as gym
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import VecEnv
 
 from envs.registration import check_env_id, import_gym_packages
 from envs.wrappers import (ElapsedTimeInfo, ElapsedTimeObservation, GaussianObservationNoise, IrregularSampling,
                            NonFiniteObservationCheck)
-from ltc_rl.rl.elapsed_time import env_period
-from ltc_rl.runs.config import VEC_ENVS
+from ltc_rl.env_api import VEC_ENVS, env_period, vec_env_class
+from ltc_rl.startup_messages import show_startup_messages_once
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.vec_env import VecEnv
 
 __all__ = ["make", "make_vec"]
+
 
 def _frame_range(irregular: Sequence[int]) -> tuple[int, int]:
     if isinstance(irregular, (str, bytes)) or not isinstance(irregular, Sequence) or len(irregular) != 2:
@@ -50,6 +52,7 @@ def make(env_id: str, *, obs_noise: float = 0.0, irregular: Sequence[int] | None
     without ``irregular``, where the task's period is known (MuJoCo tasks, or a ``dt`` / ``tau``
     attribute); observations are checked for NaN / infinity.
     """
+    show_startup_messages_once()
     import_gym_packages(gym_packages)
     check_env_id(env_id)
     if dt_in_obs not in (True, False):
@@ -78,6 +81,8 @@ def make(env_id: str, *, obs_noise: float = 0.0, irregular: Sequence[int] | None
 
 def _make_monitored(env_id: str, seed: int | None, monitor_file: str | None, monitor_kwargs: dict[str, Any],
                     options: dict[str, Any]) -> gym.Env:
+    from stable_baselines3.common.monitor import Monitor
+
     return Monitor(make(env_id, seed=seed, **options), filename=monitor_file, **monitor_kwargs)
 
 
@@ -91,7 +96,7 @@ def make_vec(env_id: str, n_envs: int = 1, seed: int | None = None,
     ``monitor_dir`` writes the Monitor CSV files (``{i}.monitor.csv``) there; ``monitor_kwargs`` go to each
     ``Monitor`` (e.g. ``override_existing=False`` appends to existing files, as SB3's ``make_vec_env``).
     With ``"subproc"`` the copies skip their own NaN check, whose error would die inside the worker
-    process: check in the parent with ``ltc_rl.runs.guards.VecCheckFinite`` (the training pipeline does).
+    process: check in the parent with ``ltc_rl.rl.guards.VecCheckFinite`` (the training pipeline does).
     """
     import_gym_packages(options.get("gym_packages", ()))
     check_env_id(env_id)
@@ -109,7 +114,7 @@ def make_vec(env_id: str, n_envs: int = 1, seed: int | None = None,
                                           dict(monitor_kwargs or {}), options)
         for rank in range(int(n_envs))
     ]
-    venv = VEC_ENVS[vec_env](env_fns)
+    venv = vec_env_class(vec_env)(env_fns)
     if seed is not None:
         venv.seed(seed)
     return venv

@@ -10,8 +10,7 @@ import gymnasium as gym
 from gymnasium.envs.registration import WrapperSpec
 
 from ltc_rl.errors import ConfigError
-# One check of environment ids for the pipeline and the env factory: unknown ids name the closest registered ones.
-from ltc_rl.runs.config import check_env_id
+from ltc_rl.env_api import check_registered_env_id
 
 __all__ = ["BASE_ENV_IDS", "NOVEL_ENV_IDS", "available_ids", "check_env_id", "import_gym_packages", "register_envs"]
 
@@ -56,6 +55,12 @@ def available_ids() -> tuple[str, ...]:
     :func:`envs.make` also takes any other id registered with gymnasium (see :func:`check_env_id`).
     """
     return BASE_ENV_IDS + tuple(NOVEL_ENV_IDS)
+
+
+def check_env_id(env_id: str) -> None:
+    """Raises ConfigError (a ValueError) when ``env_id`` is not registered with gymnasium, naming the closest
+    registered ids (register your own env, or import the package that does, first)."""
+    check_registered_env_id(str(env_id))
 
 
 def import_gym_packages(packages: Sequence[str]) -> None:

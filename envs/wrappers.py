@@ -9,22 +9,17 @@ has passed, but a recurrent policy needs a step size for its first update).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.envs.classic_control.cartpole import CartPoleEnv
-from gymnasium.envs.classic_control.pendulum import PendulumEnv
-from gymnasium.envs.mujoco import ant_v4, ant_v5, half_cheetah_v4, half_cheetah_v5, hopper_v4, hopper_v5
-from gymnasium.envs.mujoco import swimmer_v4, swimmer_v5, walker2d_v4, walker2d_v5
-from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from gymnasium.utils import RecordConstructorArgs
 
 from ltc_rl import errors
 from ltc_rl.errors import NonFiniteObservationError
-from ltc_rl.rl.elapsed_time import ELAPSED_TIME_KEY, env_period
+from ltc_rl.env_api import ELAPSED_TIME_KEY, env_period
 
 __all__ = [
     "ELAPSED_TIME_KEY", "NonFiniteObservationError", "control_dt", "velocity_indices", "ObservationFilter",
@@ -32,15 +27,34 @@ __all__ = [
     "NonFiniteObservationCheck",
 ]
 
+# Task classes are named by module and class (see _listed) so that ``import envs`` does not import the
+# simulators; only making an environment does.
+_MUJOCO_ENV = "gymnasium.envs.mujoco.mujoco_env.MujocoEnv"
 # MuJoCo v4 and v5 tasks observe ``concat(qpos[excluded:], qvel, [contact forces])``; ``excluded`` leading
 # positions (the torso's global x, or x and y) are left out by default.
-_MUJOCO_EXCLUDED_POSITIONS: dict[type, int] = {
-    half_cheetah_v4.HalfCheetahEnv: 1, hopper_v4.HopperEnv: 1, walker2d_v4.Walker2dEnv: 1, swimmer_v4.SwimmerEnv: 2,
-    ant_v4.AntEnv: 2, half_cheetah_v5.HalfCheetahEnv: 1, hopper_v5.HopperEnv: 1, walker2d_v5.Walker2dEnv: 1,
-    swimmer_v5.SwimmerEnv: 2, ant_v5.AntEnv: 2,
-}
+_MUJOCO_EXCLUDED_POSITIONS: dict[str, int] = {f"gymnasium.envs.mujoco.{task}": excluded for task, excluded in {
+    "half_cheetah_v4.HalfCheetahEnv": 1, "hopper_v4.HopperEnv": 1, "walker2d_v4.Walker2dEnv": 1,
+    "swimmer_v4.SwimmerEnv": 2, "ant_v4.AntEnv": 2, "half_cheetah_v5.HalfCheetahEnv": 1, "hopper_v5.HopperEnv": 1,
+    "walker2d_v5.Walker2dEnv": 1, "swimmer_v5.SwimmerEnv": 2, "ant_v5.AntEnv": 2,
+}.items()}
 # Classic-control tasks: Pendulum observes (cos, sin, angular velocity), CartPole (x, x_dot, theta, theta_dot).
-_CLASSIC_VELOCITY_INDICES: dict[type, tuple[int, ...]] = {PendulumEnv: (2,), CartPoleEnv: (1, 3)}
+_CLASSIC_VELOCITY_INDICES: dict[str, tuple[int, ...]] = {
+    "gymnasium.envs.classic_control.pendulum.PendulumEnv": (2,),
+    "gymnasium.envs.classic_control.cartpole.CartPoleEnv": (1, 3),
+}
+
+
+def _listed(env: Any, names: Collection[str]) -> str | None:
+    """The first of ``env``'s classes (its own, then its bases) named in ``names`` ("module.Class"), else None."""
+    for cls in type(env).__mro__:
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        if name in names:
+            return name
+    return None
+
+
+def _is_mujoco(env: Any) -> bool:
+    return _listed(env, (_MUJOCO_ENV,)) is not None
 
 
 def _env_name(env: gym.Env) -> str:
@@ -59,10 +73,10 @@ def control_dt(env: gym.Env) -> float:
     """Simulated seconds that one ``step`` of the unwrapped environment covers.
 
     MuJoCo tasks: ``model.opt.timestep * frame_skip``; others: their ``dt`` (Pendulum) or ``tau`` (CartPole)
-    attribute (:func:`ltc_rl.rl.elapsed_time.env_period`).
+    attribute (:func:`ltc_rl.env_api.env_period`).
     """
     base = env.unwrapped
-    if isinstance(base, MujocoEnv):
+    if _is_mujoco(base):
         return float(base.model.opt.timestep * base.frame_skip)
     period = env_period(base)
     if period is not None:
@@ -79,18 +93,19 @@ def velocity_indices(env: gym.Env) -> np.ndarray:
     forces, not velocities, and stay observable.
     """
     base = env.unwrapped
-    excluded = next((n for cls, n in _MUJOCO_EXCLUDED_POSITIONS.items() if isinstance(base, cls)), None)
-    if excluded is not None:
+    mujoco_task = _listed(base, _MUJOCO_EXCLUDED_POSITIONS)
+    classic_task = _listed(base, _CLASSIC_VELOCITY_INDICES)
+    if mujoco_task is not None:
+        excluded = _MUJOCO_EXCLUDED_POSITIONS[mujoco_task]
         n_pos = base.model.nq - (excluded if base._exclude_current_positions_from_observation else 0)
         indices = np.arange(n_pos, n_pos + base.model.nv)
     else:
-        known = next((idx for cls, idx in _CLASSIC_VELOCITY_INDICES.items() if isinstance(base, cls)), None)
-        if known is None:
-            supported = ", ".join(cls.__module__.rsplit(".", 1)[-1] + "." + cls.__name__
-                                  for cls in [*_MUJOCO_EXCLUDED_POSITIONS, *_CLASSIC_VELOCITY_INDICES])
+        if classic_task is None:
+            supported = ", ".join(".".join(name.rsplit(".", 2)[-2:])
+                                  for name in [*_MUJOCO_EXCLUDED_POSITIONS, *_CLASSIC_VELOCITY_INDICES])
             raise ValueError(f"The observation layout of {_env_name(env)} is unknown (supported: {supported}); "
                              f"use ObservationFilter(env, keep=[...]) with the indices to keep instead.")
-        indices = np.asarray(known)
+        indices = np.asarray(_CLASSIC_VELOCITY_INDICES[classic_task])
     size = _flat_box(env, "velocity_indices").shape[0]
     if indices.max() >= size:
         raise ValueError(f"{_env_name(env)}'s observation has {size} entries, fewer than its layout implies; "
@@ -207,7 +222,7 @@ class IrregularSampling(ElapsedTimeInfo):
                              f"got ({min_frames}, {max_frames}).")
         self.min_frames, self.max_frames = int(min_frames), int(max_frames)
         base = env.unwrapped
-        self._mujoco = isinstance(base, MujocoEnv)
+        self._mujoco = _is_mujoco(base)
         self.frame_time = float(base.model.opt.timestep) if self._mujoco else control_dt(env)
         self.nominal_dt = 0.5 * (self.min_frames + self.max_frames) * self.frame_time
         self._rng = _stream_rng(seed, self._STREAM)
@@ -272,7 +287,7 @@ class NonFiniteObservationCheck(gym.Wrapper, RecordConstructorArgs):
     """Raises :class:`NonFiniteObservationError` naming the env when an observation holds NaN or infinity.
 
     A diverged simulation otherwise poisons the learner's statistics silently. ``env_index`` (set by
-    ``ltc_rl.runs.guards.VecCheckFinite`` through ``set_wrapper_attr``) names the copy in a vectorised env.
+    ``ltc_rl.rl.guards.VecCheckFinite`` through ``set_wrapper_attr``) names the copy in a vectorised env.
     """
 
     def __init__(self, env: gym.Env):

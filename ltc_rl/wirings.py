@@ -62,7 +62,7 @@ class Wiring:
         self.sensory_adjacency: np.ndarray | None = None
 
     # ------------------------------------------------------------------ building
-    def build(self, input_size: int) -> "Wiring":
+    def build(self, input_size: int) -> Wiring:
         """Create the sensory synapses for ``input_size`` inputs (idempotent for the same size)."""
         _require_positive_int("input_size", input_size)
         if self.input_size is not None:
@@ -163,7 +163,7 @@ class Wiring:
         return self.to_dict()
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Wiring":
+    def from_config(cls, config: dict[str, Any]) -> Wiring:
         """Restore a wiring from :meth:`get_config` (also ncps's base ``Wiring.get_config()`` dicts)."""
         if "class" not in config and "adjacency_matrix" in config:
             return Wiring.from_adjacency(np.asarray(config["adjacency_matrix"]), config.get("sensory_adjacency_matrix"),
@@ -193,14 +193,14 @@ class Wiring:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Wiring":
+    def from_dict(cls, data: dict[str, Any]) -> Wiring:
         """Restore a wiring saved by :meth:`to_dict`, synapse for synapse."""
         return wiring_from_dict(data)
 
     @classmethod
     def from_adjacency(
         cls, adjacency: np.ndarray, sensory_adjacency: np.ndarray | None = None, output_size: int | None = None
-    ) -> "Wiring":
+    ) -> Wiring:
         """A wiring with exactly the given polarity matrices (e.g. recovered from a trained model)."""
         adjacency = np.sign(np.asarray(adjacency)).astype(np.int8)
         if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1]:
@@ -623,10 +623,7 @@ def wiring_from_dict(data: dict[str, Any]) -> Wiring:
         raise ValueError(
             f"not a saved wiring (expected a dict with 'class' one of {sorted(_WIRING_CLASSES)}): {exc}"
         ) from None
-    if cls is Wiring:
-        wiring = Wiring(**data["config"])
-    else:
-        wiring = cls(**data["config"])
+    wiring = cls(**data["config"])
     wiring.adjacency = np.asarray(data["adjacency"], dtype=np.int8)
     if data.get("sensory_adjacency") is not None:
         wiring.input_size = int(data["input_size"])

@@ -17,7 +17,6 @@ from agents.benchmark import agent_step_latency, format_agent_latency, halfcheet
 from agents.evaluation import (EnvMismatchError, VideoUnavailableError, evaluate_agent, opengl_backend,
                                record_video)
 from ltc_rl import wirings
-from ltc_rl.kernels import compile_mode
 from ltc_rl.rl import RecurrentPPO
 from ltc_rl.runs.callbacks import save_model
 from ltc_rl.rl.safe_files import NormalizationStats
@@ -25,22 +24,13 @@ from ltc_rl.cli import evaluate as evaluate_script, train as train_script
 from ltc_rl.errors import ConfigError
 from ltc_rl.runs.training import sb3_make_vec
 
-from conftest import requires_cuda
+from conftest import requires_cuda, tiny_flags
 
 
 
-TINY = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "sequence_length=8", "--hp", "n_epochs=1",
-        "--hp", "eval_freq=0", "--hp", "n_eval_episodes=1", "--hp", "checkpoint_freq=128", "--no-progress",
-        "--n-envs", "2", "--seed", "3"]
+TINY = [*tiny_flags(eval_freq=0, n_eval_episodes=1, checkpoint_freq=128), "--n-envs", "2", "--seed", "3"]
 PENDULUM_OPTIONS = ["--irregular", "2,4", "--dt-in-obs", "--obs-noise", "0.05"]
 PENDULUM_STEP = 0.05  # seconds of one Pendulum-v1 step; --irregular 2,4 draws 2-4 of them (nominal 3)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _eager_kernels():
-    """Tiny models: torch.compile's start-up would dominate, so run the kernels eagerly."""
-    with compile_mode(False):
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -432,6 +422,25 @@ def test_control_step_path_matches_the_network_step_by_step():
         np.testing.assert_allclose(agent.state.numpy(), state.numpy(), rtol=0, atol=1e-6)
         actions.append((action, action.copy()))
     assert all(np.array_equal(a, kept) for a, kept in actions)  # returned actions own their memory
+
+
+def test_control_step_follows_replaced_modules_and_device_moves():
+    agent = halfcheetah_sized_agent("fc")
+    obs = np.random.default_rng(0).normal(size=17).astype(np.float32)
+    agent.act(obs)
+    replaced = torch.nn.Linear(64, 6)
+    torch.nn.init.zeros_(replaced.weight)
+    torch.nn.init.constant_(replaced.bias, 0.25)
+    agent.network.action_net = replaced  # the step looks its parts up again
+    np.testing.assert_array_equal(agent.act(obs), np.full(6, 0.25, np.float32))
+    agent.network.to("cpu", torch.float64).to(torch.float32)  # buffers replaced by conversions
+    with torch.no_grad():
+        agent.network.obs_scale.zero_()
+        agent.network.obs_shift.zero_()  # every observation now reads as zeros
+    agent.reset()
+    zeros = agent.act(np.zeros(17, np.float32))
+    agent.reset()
+    np.testing.assert_array_equal(agent.act(obs), zeros)
 
 
 def test_agent_latency_benchmark_measures_every_path():

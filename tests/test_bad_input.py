@@ -20,10 +20,9 @@ import envs
 from ltc_rl.runs.curves import plot_learning_curve, training_episodes
 from ltc_rl.runs.config import HYPERPARAM_FILES, POLICIES, load_hyperparams, resolve_config
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, tiny_flags
 
-TINY = ["--total-timesteps", "64", "--n-envs", "2", "--hp", "n_steps=32", "--hp", "batch_size=32", "--hp",
-        "n_epochs=1", "--hp", "eval_freq=0", "--hp", "checkpoint_freq=0", "--no-progress"]
+TINY = ["--total-timesteps", "64", "--n-envs", "2", *tiny_flags(eval_freq=0, checkpoint_freq=0)]
 
 
 def _main(name: str):

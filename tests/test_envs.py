@@ -73,7 +73,7 @@ def test_novel_observation_is_the_full_one_without_its_velocities(base_id):
     full, novel = envs.make(base_id, seed=3), envs.make(base_id.replace("-", "NoVel-"), seed=3)
     full_obs, _ = full.reset(seed=3)
     novel_obs, _ = novel.reset(seed=3)
-    for step in range(5):
+    for _ in range(5):
         velocities = _velocities(base_id, full)
         # The full observation holds the positions and the velocities (CartPole interleaves them) ...
         layout = [0, 2, 1, 3] if base_id == "CartPole-v1" else slice(None)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ltc_rl.expressivity import (TrajectoryConfig, arc_length, build_network, circle_inputs, latent_trajectories,
-                                 measure, pca_project, sweep, sweep_table)
+from ltc_rl.studies.trajectory_length import (TrajectoryConfig, arc_length, build_network, circle_inputs,
+                                              latent_trajectories, measure, pca_project, sweep, sweep_table)
 
 
 def test_arc_length_of_the_input_circle():

@@ -9,77 +9,20 @@ ones compile them with torch.compile.
 from __future__ import annotations
 
 import copy
+import re
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
 from ltc_rl import wirings
-from ltc_rl.cells import SOLVERS, LTCCell
+from ltc_rl.cells import SOLVERS
 from ltc_rl.kernels import compile_mode, ltc_fast
 from ltc_rl.kernels import compile as kernel_compile
 from ltc_rl.sequence import LTC
 
-from conftest import requires_cuda
-
-INPUTS, BATCH, STEPS = 5, 3, 6
-TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-4}
-
-
-def make_wiring(name: str) -> wirings.Wiring:
-    if name == "fc":
-        return wirings.FullyConnected(10, 3)
-    if name == "random":
-        return wirings.Random(12, 4, sparsity_level=0.7, seed=3)
-    return wirings.AutoNCP(16, 3, seed=5)
-
-
-def make_pair(wiring: str = "fc", solver: str = "fused", dtype: torch.dtype = torch.float64,
-              **kwargs) -> tuple[LTCCell, LTCCell]:
-    """A reference cell and a fast cell with identical parameters."""
-    torch.manual_seed(0)
-    reference = LTCCell(INPUTS, make_wiring(wiring), solver=solver, fast=False, **kwargs).to(dtype)
-    with torch.no_grad():  # move the input/output mappings away from their ones/zeros init
-        for name in ("input_w", "input_b", "output_w", "output_b"):
-            if hasattr(reference, name):
-                getattr(reference, name).add_(0.3 * torch.randn_like(getattr(reference, name)))
-    fast = copy.deepcopy(reference)
-    fast.fast = True
-    return reference, fast
-
-
-def make_inputs(cell: LTCCell, dtype: torch.dtype, with_dt: bool, with_resets: bool,
-                device: str = "cpu") -> dict:
-    generator = torch.Generator().manual_seed(1)
-    x = torch.randn(BATCH, STEPS, INPUTS, generator=generator, dtype=dtype).to(device).requires_grad_()
-    state = (0.2 * torch.randn(BATCH, cell.state_size, generator=generator, dtype=dtype)).to(device).requires_grad_()
-    dt = (torch.rand(BATCH, STEPS, generator=generator, dtype=dtype) + 0.3).to(device).requires_grad_() \
-        if with_dt else None
-    resets = (torch.rand(BATCH, STEPS, generator=generator) < 0.3).to(device) if with_resets else None
-    return {"x": x, "state": state, "dt": dt, "resets": resets}
-
-
-def run_sequence(cell: LTCCell, inputs: dict) -> dict[str, torch.Tensor]:
-    """Outputs, final state and the gradients of a loss that uses both."""
-    outputs, final = cell.forward_sequence(inputs["x"], inputs["state"], inputs["dt"], inputs["resets"])
-    loss = (outputs ** 2).sum() + (final * torch.linspace(-1, 1, final.shape[1], dtype=final.dtype,
-                                                          device=final.device)).sum()
-    named = dict(cell.named_parameters())
-    named.update({key: inputs[key] for key in ("x", "state", "dt") if inputs[key] is not None})
-    grads = torch.autograd.grad(loss, list(named.values()))
-    return {"outputs": outputs, "final": final, **{f"grad {k}": g for k, g in zip(named, grads)}}
-
-
-def assert_match(fast: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], dtype: torch.dtype) -> None:
-    assert fast.keys() == reference.keys()
-    tol = TOLERANCE[dtype]
-    for key, expected in reference.items():
-        actual, expected = fast[key].detach(), expected.detach()
-        assert actual.shape == expected.shape, key
-        scale = max(float(expected.abs().max()), 1.0 if dtype == torch.float64 else 1e-12)
-        error = float((actual - expected).abs().max())
-        assert error <= tol * scale, f"{key}: max error {error:.3g} exceeds {tol:g} x {scale:.3g}"
-
+from conftest import BATCH, INPUTS, TOLERANCE, assert_match, make_inputs, make_pair, requires_cuda, run_sequence
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("wiring", ["fc", "random", "autoncp"])
@@ -111,7 +54,7 @@ def test_compressed_layout_of_a_dense_wiring_matches(monkeypatch: pytest.MonkeyP
     """Forcing the gather/scatter layout on a fully connected wiring gives the dense results."""
     monkeypatch.setattr(ltc_fast, "SPARSE_FRACTION", 1.0)
     reference, fast = make_pair("fc", "rk4", torch.float64)
-    assert ltc_fast._plan(fast).rec_index is not None
+    assert ltc_fast._plan(fast.kernel_spec()).rec_index is not None
     inputs = make_inputs(reference, torch.float64, with_dt=True, with_resets=True)
     assert_match(run_sequence(fast, inputs), run_sequence(reference, inputs), torch.float64)
 
@@ -119,9 +62,9 @@ def test_compressed_layout_of_a_dense_wiring_matches(monkeypatch: pytest.MonkeyP
 def test_layouts() -> None:
     """Dense wirings broadcast; sparse ones list each neuron's existing synapses first."""
     _, dense = make_pair("fc")
-    assert ltc_fast._plan(dense).rec_index is None
+    assert ltc_fast._plan(dense.kernel_spec()).rec_index is None
     _, sparse = make_pair("autoncp")
-    index = ltc_fast._plan(sparse).rec_index
+    index = ltc_fast._plan(sparse.kernel_spec()).rec_index
     mask = sparse.sparsity_mask
     in_degree = (mask != 0).sum(0)
     assert index.shape == (sparse.state_size, int(in_degree.max()))
@@ -269,3 +212,13 @@ def test_compiled_kernels_match_reference(wiring: str, solver: str, dtype: torch
             x, state = inputs["x"][:1, 0], inputs["state"][:1].detach()
             for actual, expected in zip(fast(x, state, 0.5), reference(x, state, 0.5)):
                 torch.testing.assert_close(actual, expected, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+
+
+def test_native_kernel_reads_the_spec_fields_in_their_order() -> None:
+    """The native batch-1 inference indexes the CellTensors list by the C++ ``Field`` enumeration:
+    its names, in order, must be the NamedTuple's fields."""
+    source = (Path(ltc_fast.__file__).parent / "ltc_native.cpp").read_text()
+    match = re.search(r"enum Field : int64_t \{([^}]*)\}", source)
+    assert match is not None, "ltc_native.cpp lost its Field enumeration"
+    names = [name.strip().lower() for name in match.group(1).split(",") if name.strip()]
+    assert names == [*ltc_fast.CellTensors._fields, "field_count"]

@@ -39,8 +39,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agents.evaluation
-import ltc_rl.expressivity
 import ltc_rl.runs.training
+import ltc_rl.studies.trajectory_length
 from ltc_rl.seqpred.data import load_splits
 from ltc_rl.runs.training import TrainResult
 
@@ -70,7 +70,7 @@ KNOWN = {"env": ["CartPole-v1", "Pendulum-v1", "PendulumNoVel-v1", "NoSuchEnv-v0
 
 
 # ---------------------------------------------------------------------------------------------- the scripts
-def load_script(name: str) -> ModuleType:
+def command_module(name: str) -> ModuleType:
     """The command module behind ``scripts/<name>.py``."""
     return importlib.import_module(f"ltc_rl.cli.{name}")
 
@@ -153,23 +153,24 @@ def stub_long_work(name: str, module: ModuleType, patch: pytest.MonkeyPatch) -> 
         patch.setattr(module, "collect_traces", lambda factory, policy, episodes, out_dir, max_steps, **kw:
                       real(factory, policy, min(episodes, 1), out_dir, min(max_steps, 3), **kw))
     elif name == "seqpred":  # the data is loaded and checked; nothing is trained
-        patch.setattr(module, "run_study", lambda config: (load_splits(config.data), SimpleNamespace(
+        patch.setattr(module, "run_seqpred_study", lambda config: (load_splits(config.data), SimpleNamespace(
             table="table", files={"table": Path(os.devnull)}, wall_seconds=0.0))[1])
     elif name == "trajectory_length":
-        patch.setattr(ltc_rl.expressivity, "measure", lambda config: {})
+        patch.setattr(ltc_rl.studies.trajectory_length, "measure", lambda config: {})
         patch.setattr(module, "run_trajectory_study", lambda out, base, axes, samples: {
-            "rows": ltc_rl.expressivity.sweep(base, axes, samples, progress=False), "text": "", "files": {}})
+            "rows": ltc_rl.studies.trajectory_length.sweep(base, axes, samples, progress=False), "text": "",
+            "files": {}})
     elif name == "bench_ppo":
         patch.setattr(module, "run_benchmark", _stub([]))
         patch.setattr(module, "format_results", _stub(""))
     elif name == "pomdp_study":
-        patch.setattr(module, "run_study", _stub(None))
+        patch.setattr(module, "run_pomdp_study", _stub(None))
     elif name == "sweep":
         patch.setattr(module, "run_sweep", _stub(SimpleNamespace(summary=None, trials=0, finished=0, stopped=0,
                                                                  interrupted=0, errors=[], output="sweep")))
     elif name == "bench_cell":
         patch.setattr(module, "run_cases", _stub([]))
-        patch.setattr(module, "format_table", _stub(""))
+        patch.setattr(module, "format_cell_results", _stub(""))
     elif name == "bench_vecenv":
         patch.setattr(module, "run_vec_env_benchmark", _stub([]))
         patch.setattr(module, "format_vec_env_results", _stub(""))
@@ -257,7 +258,7 @@ def inputs(tmp_path_factory, tiny_run) -> Path:
 
 
 def _fuzz_script(name: str, data: st.DataObject, inputs: Path, tmp_path_factory) -> None:
-    module = load_script(name)
+    module = command_module(name)
     parser = script_parser(module)
     argv = data.draw(argv_strategy(parser), label="argv")
     sandbox = tmp_path_factory.mktemp("sandbox")
@@ -337,7 +338,7 @@ def _fuzz_damaged_run(name: str, data: st.DataObject, tiny_run: Path, tmp_path_f
     run = Path(shutil.copytree(tiny_run, sandbox / "run"))
     done = damage(run, data)
     argv = [token.format(run=run) for token in DAMAGED_RUN_COMMANDS[name]]
-    module = load_script(name)
+    module = command_module(name)
     before = fingerprint(sandbox)
     outputs = [sandbox / "out", *([run] if name == "train" else [])]
     with pytest.MonkeyPatch.context() as patch:

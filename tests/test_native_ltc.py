@@ -2,7 +2,7 @@
 
 tests/test_fast_ltc.py already runs every fused-solver case through the native kernel (it is the
 default on CPU); this file adds the cases specific to it (batch-1 inference from the raw
-parameters, float32 at the issue's sizes, the pre-synaptic-major dense forward) and checks that
+parameters, float32 at a policy's sizes, the pre-synaptic-major dense forward) and checks that
 the compiled-graph path it replaces stays correct and takes over when the kernel cannot be built.
 """
 
@@ -15,7 +15,7 @@ import torch
 
 from ltc_rl.kernels import native
 
-from test_fast_ltc import BATCH, INPUTS, assert_match, make_inputs, make_pair, run_sequence
+from conftest import BATCH, INPUTS, assert_match, make_inputs, make_pair, run_sequence
 
 pytestmark = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
                                 reason="no C++ compiler on PATH to build the native kernel")
@@ -74,7 +74,7 @@ def test_fused_sequence_matches_reference(native_path: bool, wiring: str, dtype:
 
 
 @pytest.mark.parametrize("native_path", [True, False], ids=["native", "graph"], indirect=True)
-def test_issue_sized_float32_sequence_matches_reference(native_path: bool) -> None:
+def test_policy_sized_float32_sequence_matches_reference(native_path: bool) -> None:
     """64 units and 17 inputs: the vector loops run full width, with tails on the sensory side."""
     torch.manual_seed(0)
     from ltc_rl.cells import LTCCell

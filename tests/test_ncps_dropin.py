@@ -214,7 +214,7 @@ def test_one_step_call_takes_the_single_step_path_with_the_sequence_results(batc
 
 
 def test_sequence_step_benchmark_compares_both_shapes_with_ncps():
-    from ltc_rl.kernels.benchmark import STEP_SHAPES, format_step_latency, sequence_step_latency
+    from ltc_rl.bench.cell import STEP_SHAPES, format_step_latency, sequence_step_latency
 
     rows = sequence_step_latency(blocks=1)
     assert [row["label"] for row in rows] == [label for label, *_ in STEP_SHAPES]

@@ -1,4 +1,4 @@
-"""Reliability (issue 7): atomic files, resume after SIGKILL / SIGTERM, divergence and NaN guards,
+"""Reliability: atomic files, resume after SIGKILL / SIGTERM, divergence and NaN guards,
 reproducibility, and one clear error line for bad input."""
 
 from __future__ import annotations
@@ -37,13 +37,12 @@ from ltc_rl.runs.serialization import inspect_model_file, load_model, load_vecno
 from ltc_rl.runs.config import RunConfig, resolve_config
 from ltc_rl.runs.training import build_model, train
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY_HP, tiny_flags
+from toy_envs import NaNAfter
 
 TRAIN = REPO_ROOT / "scripts" / "train.py"
-TINY = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "sequence_length=8", "--hp", "n_epochs=1",
-        "--hp", "n_eval_episodes=1", "--hp", "policy_kwargs.units=4", "--no-progress"]
-TINY_HP = {"n_steps": 32, "batch_size": 32, "sequence_length": 8, "n_epochs": 1, "n_eval_episodes": 1,
-           "eval_freq": 0, "checkpoint_freq": 128, "policy_kwargs": {"units": 4}}
+TINY = tiny_flags(n_eval_episodes=1, policy_kwargs__units=4)
+TINY_RUN = {**TINY_HP, "n_eval_episodes": 1, "eval_freq": 0, "checkpoint_freq": 128, "policy_kwargs": {"units": 4}}
 
 
 train_script = importlib.import_module("ltc_rl.cli.train")
@@ -204,35 +203,11 @@ def test_random_generator_states_round_trip():
 
 
 # ------------------------------------------------------------------------------------------ NaN guards
-class _NaNAfter(gym.Wrapper):
-    """CartPole whose observations turn NaN after ``after`` steps, in copies reset with an odd seed only."""
-
-    def __init__(self, env: gym.Env, after: int = 3, what: str = "observation") -> None:
-        super().__init__(env)
-        self.after, self.what, self.poisoned, self.t = after, what, False, 0
-
-    def reset(self, *, seed=None, options=None):
-        if seed is not None:
-            self.poisoned = seed % 2 == 1
-        self.t = 0
-        return self.env.reset(seed=seed, options=options)
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.t += 1
-        if self.poisoned and self.t >= self.after:
-            if self.what == "observation":
-                obs = np.full_like(obs, np.nan)
-            else:
-                reward = float("inf")
-        return obs, reward, terminated, truncated, info
-
-
-gym.register("NaNCartPole-v0", entry_point=lambda: _NaNAfter(gym.make("CartPole-v1")))
+gym.register("NaNCartPole-v0", entry_point=lambda: NaNAfter(gym.make("CartPole-v1")))
 
 
 def test_non_finite_observations_and_rewards_name_the_environment_index():
-    venv = VecCheckFinite(DummyVecEnv([lambda: gym.make("CartPole-v1"), lambda: _NaNAfter(gym.make("CartPole-v1"))]),
+    venv = VecCheckFinite(DummyVecEnv([lambda: gym.make("CartPole-v1"), lambda: NaNAfter(gym.make("CartPole-v1"))]),
                           "training environment", start_step=100)
     venv.seed(4)  # copy 1 is reset with seed 5 (odd): poisoned
     venv.reset()
@@ -240,7 +215,7 @@ def test_non_finite_observations_and_rewards_name_the_environment_index():
                        match=r"training environment 1 \(of 2\) returned a non-finite observation at timestep 106"):
         for _ in range(3):
             venv.step(np.zeros(2, dtype=int))
-    venv = VecCheckFinite(DummyVecEnv([lambda: _NaNAfter(gym.make("CartPole-v1"), 1, "reward")]))
+    venv = VecCheckFinite(DummyVecEnv([lambda: NaNAfter(gym.make("CartPole-v1"), 1, "reward")]))
     venv.seed(1)
     venv.reset()
     with pytest.raises(NonFiniteObservationError, match=r"environment 0 \(of 1\) returned a non-finite reward"):
@@ -258,7 +233,7 @@ def test_the_env_factory_check_names_the_index_too():
 
 def test_nan_observation_stops_the_pipeline_at_the_step(tmp_path):
     config = resolve_config("NaNCartPole-v0", "ltc", total_timesteps=512, n_envs=2, seed=0, device="cpu",
-                            overrides={**TINY_HP, "normalize": False})
+                            overrides={**TINY_RUN, "normalize": False})
     with pytest.raises(NonFiniteObservationError, match=r"training environment 1 \(of 2\) returned a non-finite "
                                                         r"observation at timestep 6:"):
         train(config, tmp_path / "run", progress_bar=False)
@@ -295,7 +270,7 @@ def test_divergence_stops_training_names_the_step_and_keeps_the_last_good_checkp
 # ------------------------------------------------------------------------------------------ reproducibility
 def _trained_parameters(tmp_path: Path, name: str, seed: int) -> dict[str, torch.Tensor]:
     config = resolve_config("CartPole-v1", "ltc", total_timesteps=192, n_envs=2, seed=seed, device="cpu",
-                            overrides={**TINY_HP, "checkpoint_freq": 0})
+                            overrides={**TINY_RUN, "checkpoint_freq": 0})
     train(config, tmp_path / name, progress_bar=False)
     return load_model(tmp_path / name / "model.zip").policy.state_dict()
 

@@ -1,4 +1,4 @@
-"""Bad input to the command-line entry points (issue 7): one readable ``error: ...`` line, exit code 2, run
+"""Bad input to the command-line entry points: one readable ``error: ...`` line, exit code 2, run
 folders untouched (the property-based fuzz of every script is in test_fuzz.py)."""
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ import pytest
 
 from ltc_rl.runs.run_state import monitor_sizes, rewind_monitor_files
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, tiny_flags
 
 SCRIPTS = REPO_ROOT / "scripts"
-TINY = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "sequence_length=8", "--hp", "n_epochs=1",
-        "--hp", "n_eval_episodes=1", "--hp", "eval_freq=0", "--hp", "checkpoint_freq=128",
-        "--hp", "policy_kwargs.units=4", "--no-progress"]
+TINY = tiny_flags(n_eval_episodes=1, eval_freq=0, checkpoint_freq=128, policy_kwargs__units=4)
 
 
 def _run(main, argv: list[str]) -> tuple[int, str]:
@@ -46,7 +44,7 @@ def _fails_cleanly(main, argv: list[str], match: str) -> str:
     code, err = _run(main, argv)
     line = _error_line(err)
     assert code == 2 and line.startswith("error: ") and match in line, (code, err)
-    assert [l for l in err.strip().splitlines() if not l.startswith("warning: ")] == [line], err
+    assert [text for text in err.strip().splitlines() if not text.startswith("warning: ")] == [line], err
     return line
 
 

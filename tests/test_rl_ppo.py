@@ -4,80 +4,21 @@ from __future__ import annotations
 
 import inspect
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
 
 import ltc_rl
-from ltc_rl.rl import ELAPSED_TIME_KEY, RecurrentPPO
+from ltc_rl.rl import RecurrentPPO
 from ltc_rl.kernels import compile_mode
 from ltc_rl.rl.evaluation import evaluate
 
 from conftest import requires_cuda
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _eager_kernels():
-    """Tiny models for a few steps: torch.compile's start-up would dominate, so run the kernels eagerly."""
-    with compile_mode(False):
-        yield
-
-
-class CueRecall(gym.Env):
-    """A +/-1 cue at the first step, ``delay`` blank steps, then the answer: reward +1 if right, -1 if wrong.
-
-    A feed-forward policy sees the same observation at the answer step whatever the cue, so its expected
-    return is 0; only memory gets +1.
-    """
-
-    def __init__(self, delay: int = 3) -> None:
-        self.delay = delay
-        self.observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
-        self.action_space = spaces.Discrete(2)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        self.cue, self.t = int(self.np_random.integers(2)), 0
-        return np.array([2 * self.cue - 1, 0.0], np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        if self.t <= self.delay:
-            return np.array([0.0, float(self.t == self.delay)], np.float32), 0.0, False, False, {}
-        return np.zeros(2, np.float32), 1.0 if int(action) == self.cue else -1.0, True, False, {}
-
-
-class CartPoleNoVelocity(gym.ObservationWrapper):
-    """CartPole observing only the cart position and pole angle (velocities hidden)."""
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        self.observation_space = spaces.Box(env.observation_space.low[[0, 2]], env.observation_space.high[[0, 2]])
-
-    def observation(self, observation):
-        return observation[[0, 2]].astype(np.float32)
-
-
-class ReportsElapsedTime(gym.Wrapper):
-    """Reports a random elapsed time in every step info and a fixed one at reset."""
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        self.rng = np.random.default_rng(0)
-
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        return obs, {**info, ELAPSED_TIME_KEY: 0.5}
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward, terminated, truncated, {**info, ELAPSED_TIME_KEY: float(self.rng.uniform(0.1, 2.0))}
+from toy_envs import CartPoleNoVelocity, CueRecall, ReportsElapsedTime
 
 
 SMALL = dict(n_steps=32, batch_size=32, sequence_length=8, n_epochs=2, seed=0)
@@ -115,9 +56,23 @@ def test_signatures_match_sb3_contrib_where_they_overlap():
 
 
 def test_sb3_evaluate_policy_runs_our_recurrent_model():
+    """SB3's evaluate_policy drives the recurrent state through predict(state, episode_start): its episode returns
+    are those of a stateful rollout written out here, on identically seeded environments."""
     model = RecurrentPPO("MlpLtcPolicy", "CartPole-v1", policy_kwargs=dict(units=8), **SMALL)
-    mean, _ = evaluate_policy(model, make_vec_env("CartPole-v1", n_envs=2, seed=0), n_eval_episodes=2)
-    assert mean > 0
+    returns, lengths = evaluate_policy(model, make_vec_env("CartPole-v1", n_envs=2, seed=0), n_eval_episodes=2,
+                                       return_episode_rewards=True)
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    obs, state, starts = env.reset(), None, np.ones(2, dtype=bool)
+    running, first_returns = np.zeros(2), [None, None]
+    while None in first_returns:
+        action, state = model.predict(obs, state=state, episode_start=starts, deterministic=True)
+        obs, reward, starts, _ = env.step(action)
+        running += reward
+        for index in np.flatnonzero(starts):
+            if first_returns[index] is None:
+                first_returns[index] = running[index]
+            running[index] = 0.0
+    assert sorted(returns) == sorted(first_returns) and returns == [float(n) for n in lengths]  # CartPole: +1 a step
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
@@ -281,8 +236,8 @@ def test_bad_policy_kwargs_give_clear_errors(kwargs, message):
 
 
 def test_bad_algorithm_settings_give_clear_errors():
-    with pytest.raises(ValueError, match="multiple of sequence_length"):
-        RecurrentPPO("MlpLtcPolicy", "Pendulum-v1", n_steps=32, batch_size=20, sequence_length=8)
+    with pytest.raises(ValueError, match="batch_size must be a positive number"):
+        RecurrentPPO("MlpLtcPolicy", "Pendulum-v1", n_steps=32, batch_size=0, sequence_length=8)
     with pytest.raises(ValueError, match="sequence_length must lie"):
         RecurrentPPO("MlpLtcPolicy", "Pendulum-v1", n_steps=16, batch_size=64, sequence_length=32)
     with pytest.raises(ValueError, match="MlpLtcPolicy uses the 'ltc' cell"):
@@ -330,6 +285,7 @@ def _memory_model(policy: str, seed: int):
                         policy_kwargs=dict(units=8))
 
 
+@pytest.mark.slow
 def test_ltc_policy_learns_a_memory_task_a_feedforward_policy_cannot():
     """CueRecall: the LTC policy answers from memory (return near +1); an MLP stays at chance (0)."""
     eval_env = make_vec_env(lambda: CueRecall(delay=3), n_envs=4, seed=123)

@@ -39,16 +39,14 @@ from ltc_rl.runs.serialization import inspect_model_file, load_model, load_vecno
 from ltc_rl.runs.config import resolve_config
 from ltc_rl.runs.training import resume, train
 
-
-TINY_HP = {"n_steps": 32, "batch_size": 32, "sequence_length": 8, "n_epochs": 1, "n_eval_episodes": 1,
-           "eval_freq": 64, "checkpoint_freq": 64, "policy_kwargs": {"units": 4}}
+from conftest import TINY_RUN_HP
 
 
 SCRIPTS = {name: importlib.import_module(f"ltc_rl.cli.{name}") for name in ("train", "evaluate", "collect_traces")}
 
 
 def _train(folder: Path, policy: str = "lstm", total: int = 128, **hp) -> Path:
-    overrides = {**TINY_HP, **hp}
+    overrides = {**TINY_RUN_HP, **hp}
     if policy == "mlp":  # stable-baselines3's PPO: no sequences, no recurrent units
         overrides = {k: v for k, v in overrides.items() if k not in ("sequence_length", "policy_kwargs")}
     config = resolve_config("Pendulum-v1", policy, total_timesteps=total, n_envs=1, seed=0, device="cpu",

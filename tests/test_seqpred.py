@@ -12,8 +12,8 @@ import torch
 from conftest import CHEETAH_DATA, requires_cheetah_data
 
 from ltc_rl import wirings
-from ltc_rl.seqpred import (SEQPRED_MODELS, build_predictor, collect_traces, cut_windows, evaluate, learning_rate_for,
-                            list_traces, load_splits, train_predictor)
+from ltc_rl.seqpred import (SEQPRED_MODELS, build_predictor, collect_traces, cut_windows, learning_rate_for,
+                            list_traces, load_splits, prediction_errors, train_predictor)
 from ltc_rl.seqpred.training import TrainConfig
 
 
@@ -133,7 +133,7 @@ def test_training_keeps_the_best_validation_checkpoint(tmp_path):
     assert valid[result.best_epoch] < valid[0]
     # the returned errors are the best checkpoint's, and the model holds that checkpoint
     model.load_state_dict(best_state)
-    test_mse, test_mae = evaluate(model, splits.test)
+    test_mse, test_mae = prediction_errors(model, splits.test)
     assert math.isclose(result.test_mse, test_mse, rel_tol=1e-6) and math.isclose(result.test_mae, test_mae,
                                                                                    rel_tol=1e-6)
     assert result.params == sum(p.numel() for p in model.parameters()) and not result.diverged

@@ -6,7 +6,7 @@ import torch
 from ltc_rl import LTC, CfC, wirings
 
 
-def test_issue_example_shapes():
+def test_readme_example_shapes():
     wiring = wirings.AutoNCP(units=32, output_size=6)
     rnn = LTC(17, wiring, batch_first=True)
     x = torch.randn(8, 100, 17)

@@ -22,25 +22,18 @@ import numpy as np
 import pytest
 import yaml
 
-from ltc_rl.errors import TrainingInterrupted, ConfigError
-from ltc_rl.kernels import compile_mode, native
+from ltc_rl.errors import ConfigError, TrainingInterrupted
+from ltc_rl.kernels import native
 from ltc_rl.runs.summary import confidence_interval, find_runs, is_finished, read_run_record, summarize, write_summary
 from ltc_rl.runs.sweep import SweepSettings, check_sweep, load_search_space, run_sweep, run_trial, trial_name
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY_HP, hp_overrides
 
 sweep_script = importlib.import_module("ltc_rl.cli.sweep")
 
 T_975_DF2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (statistical tables)
-TINY_HP = ("n_steps=32", "batch_size=32", "sequence_length=8", "n_epochs=1", "eval_freq=128", "n_eval_episodes=2",
-           "checkpoint_freq=128", "policy_kwargs.units=4", "n_envs=2")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _eager_kernels():
-    """Tiny runs: torch.compile's start-up would dominate, so run the kernels eagerly."""
-    with compile_mode(False):
-        yield
+TINY_OVERRIDES = hp_overrides({**TINY_HP, "eval_freq": 128, "n_eval_episodes": 2, "checkpoint_freq": 128,
+                               "policy_kwargs.units": 4, "n_envs": 2})
 
 
 def _fake_run(root: Path, policy: str, seed: int, curve: list[float], total: int = 1000,
@@ -196,7 +189,7 @@ def test_the_driver_builds_the_native_kernel_once_before_trials_when_a_policy_us
     calls = []
     monkeypatch.setattr(native, "_enabled", True)
     monkeypatch.setattr(native, "native_kernel", lambda: calls.append(1) or object())
-    check_sweep(SweepSettings("CartPole-v1", policies=policies, overrides=TINY_HP))
+    check_sweep(SweepSettings("CartPole-v1", policies=policies, overrides=TINY_OVERRIDES))
     assert len(calls) == builds
 
 
@@ -224,7 +217,8 @@ def test_trial_folder_names_are_stable_per_policy_seed_and_configuration():
 
 # ---------------------------------------------------------------------------------------------- one trial
 def test_trial_reports_evaluations_resumes_after_interruption_and_skips_when_finished(tmp_path):
-    settings = SweepSettings("CartPole-v1", policies=("ltc",), seeds=(0,), total_timesteps=512, overrides=TINY_HP,
+    settings = SweepSettings("CartPole-v1", policies=("ltc",), seeds=(0,), total_timesteps=512,
+                             overrides=TINY_OVERRIDES,
                              device="cpu")
     trial = {"policy": "ltc", "seed": 0, "hyperparams": {"learning_rate": 1e-3}}
     reports: list[dict] = []
@@ -263,7 +257,7 @@ def test_trial_reports_evaluations_resumes_after_interruption_and_skips_when_fin
 def _tiny_args(output: Path) -> list[str]:
     args = ["--env", "CartPole-v1", "--policies", "ltc", "--seeds", "2", "--total-timesteps", "512",
             "--device", "cpu", "--num-cpus", "2", "--output", str(output)]
-    for item in TINY_HP:
+    for item in TINY_OVERRIDES:
         args += ["--hp", item]
     return args
 
@@ -289,7 +283,8 @@ def test_one_trial_sweep_through_ray_tune(tmp_path, monkeypatch):
 def test_tiny_sweep_on_local_ray_and_its_summary(tmp_path, monkeypatch):
     pytest.importorskip("ray.tune", reason="Ray Tune is not installed (pip install ltc_rl[distributed])")
     monkeypatch.setenv("LTC_RL_COMPILE", "0")  # the Ray workers inherit it
-    settings = SweepSettings("CartPole-v1", policies=("ltc",), seeds=(0, 1), total_timesteps=512, overrides=TINY_HP,
+    settings = SweepSettings("CartPole-v1", policies=("ltc",), seeds=(0, 1), total_timesteps=512,
+                             overrides=TINY_OVERRIDES,
                              device="cpu")
     result = run_sweep(settings, tmp_path / "sweep", num_cpus=2)
     assert (result.trials, result.finished, result.interrupted, result.errors) == (2, 2, 0, [])
@@ -346,7 +341,8 @@ def test_optuna_search_with_asha_through_ray_tune(tmp_path, monkeypatch):
     pytest.importorskip("ray.tune", reason="Ray Tune is not installed (pip install ltc_rl[distributed])")
     pytest.importorskip("optuna", reason="optuna is not installed")
     monkeypatch.setenv("LTC_RL_COMPILE", "0")
-    settings = SweepSettings("CartPole-v1", policies=("ltc",), seeds=(0,), total_timesteps=512, overrides=TINY_HP,
+    settings = SweepSettings("CartPole-v1", policies=("ltc",), seeds=(0,), total_timesteps=512,
+                             overrides=TINY_OVERRIDES,
                              device="cpu", search_space={"learning_rate": {"loguniform": [1e-4, 1e-2]}},
                              search_alg="optuna", samples=2)
     result = run_sweep(settings, tmp_path / "sweep", num_cpus=2)

@@ -14,7 +14,9 @@ from agents import LTCAgent
 from ltc_rl.errors import LtcRlWarning
 from ltc_rl.rl import RecurrentPPO, elapsed_time
 
-TINY = dict(n_steps=16, batch_size=16, sequence_length=8, n_epochs=1, policy_kwargs=dict(units=4))
+from conftest import TINY_HP
+
+TINY = {**TINY_HP, "n_steps": 16, "batch_size": 16, "policy_kwargs": {"units": 4}}
 
 
 @pytest.fixture(scope="module")

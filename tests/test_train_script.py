@@ -11,27 +11,19 @@ import pytest
 import torch
 import yaml
 
-from ltc_rl.kernels import compile_mode, native
+from ltc_rl.kernels import native
 from ltc_rl.rl import RecurrentPPO
 from ltc_rl.runs.files import atomic_write
 from ltc_rl.runs.run_files import latest_checkpoint
 from ltc_rl.errors import ConfigError
 from ltc_rl.runs.config import parse_overrides, resolve_config
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, tiny_flags
 
 train_script = importlib.import_module("ltc_rl.cli.train")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _eager_kernels():
-    """Tiny runs: torch.compile's start-up would dominate, so run the kernels eagerly."""
-    with compile_mode(False):
-        yield
-
-TINY = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "sequence_length=8", "--hp", "n_epochs=1",
-        "--hp", "eval_freq=128", "--hp", "n_eval_episodes=2", "--hp", "checkpoint_freq=128",
-        "--hp", "policy_kwargs.units=4", "--no-progress"]
+TINY = tiny_flags(eval_freq=128, n_eval_episodes=2, checkpoint_freq=128, policy_kwargs__units=4)
 
 
 def _fails(argv: list[str], capsys, match: str) -> None:
@@ -52,7 +44,7 @@ def _fails(argv: list[str], capsys, match: str) -> None:
     (["--env", "CartPole-v1", "--hp", "normalize=maybe"], "normalize='maybe' is invalid"),
     (["--env", "CartPole-v1", "--hp", "policy_kwargs.activation_fn=swish"], "unknown activation_fn 'swish'"),
     (["--env", "CartPole-v1", "--hp", "policy_kwargs.wiring=mesh"], "unknown wiring 'mesh'"),
-    (["--env", "CartPole-v1", "--hp", "batch_size=100"], "multiple of sequence_length"),
+    (["--env", "CartPole-v1", "--hp", "sequence_length=4096"], "sequence_length must lie in"),
     (["--env", "CartPole-v1", "--hp", "n_steps"], "is not NAME=VALUE"),
     (["--env", "CartPole-v1", "--total-timesteps", "0"], "total_timesteps must be an integer >= 1"),
     (["--policy", "ltc"], "pass --env ENV_ID"),

@@ -253,9 +253,18 @@ class LTCCell(RecurrentCell):
         current = gleak * (self.vleak - v) + numerator + drive[0] - (conductance + drive[1]) * v
         return current / self.positive(self.cm)
 
+    def kernel_spec(self) -> ltc_fast.LTCSpec:
+        """This cell's tensors and settings, as the fast path (:mod:`ltc_rl.kernels.ltc_fast`) takes them."""
+        # Direct lookups in one merged dict: this runs on every control step.
+        tensors = ltc_fast.CellTensors._make(map({**self._buffers, **self._parameters}.get,
+                                                 ltc_fast.CellTensors._fields))
+        return ltc_fast.LTCSpec(tensors, self.solver, self.ode_unfolds, self.epsilon,
+                                self.implicit_param_constraints, self.output_size)
+
     def forward(self, x: Tensor, state: Tensor, dt: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
         if self.fast:
-            return ltc_fast.cell_step(self, x, state, dt)
+            return ltc_fast.cell_step(self.kernel_spec(), x, state,
+                                      None if dt is None else as_timespan(dt, x.shape[0], x))
         h = as_timespan(dt, x.shape[0], x) / self.ode_unfolds
         drive = self.sensory_drive(x)
         v = state
@@ -283,7 +292,7 @@ class LTCCell(RecurrentCell):
     def forward_sequence(self, x: Tensor, state: Tensor | None = None, dt: Tensor | None = None,
                          resets: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if self.fast:
-            return ltc_fast.cell_sequence(self, x, state, dt, resets)
+            return ltc_fast.cell_sequence(self.kernel_spec(), x, state, dt, resets)
         return super().forward_sequence(x, state, dt, resets)
 
     def time_constants(self, x: Tensor, state: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ from agents.benchmark import AGENT_WIRINGS, agent_step_latency, format_agent_lat
 from ltc_rl.cli import add_num_threads, check_num_threads
 from ltc_rl.errors import ConfigError, check_output_file, cli_main
 from ltc_rl.kernels import native
-from ltc_rl.kernels.benchmark import format_step_latency, sequence_step_latency
+from ltc_rl.bench.cell import format_step_latency, sequence_step_latency
 from ltc_rl.runs.files import atomic_write
 
 

@@ -21,7 +21,7 @@ from ltc_rl.cli import add_num_threads, check_num_threads
 from ltc_rl.devices import check_device
 from ltc_rl.errors import check_output_file, cli_main
 from ltc_rl.kernels import native
-from ltc_rl.kernels.benchmark import default_cases, format_table, run_cases
+from ltc_rl.bench.cell import default_cases, format_cell_results, run_cases
 from ltc_rl.runs.files import atomic_write
 
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     results = run_cases(cases)
     print(f"machine: {platform.processor() or platform.machine()}, {args.num_threads} torch threads, "
           f"device {args.device}; ltc_rl fused solver on CPU: {fused_path}\n")
-    print(format_table(results))
+    print(format_cell_results(results))
     if args.json is not None:
         text = json.dumps([r.to_dict() for r in results], indent=2, default=str)
         atomic_write(args.json, lambda handle: handle.write(text.encode()))

@@ -13,7 +13,7 @@ import torch
 
 from ltc_rl.cli import add_num_threads, check_num_threads
 from ltc_rl.errors import cli_main
-from ltc_rl.rl.benchmark import CANDIDATES, BenchSettings, format_results, run_benchmark
+from ltc_rl.bench.ppo import CANDIDATES, BenchSettings, format_results, run_benchmark
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -13,7 +13,7 @@ import torch
 import envs
 from ltc_rl.errors import cli_main
 from ltc_rl.cli import add_num_threads, add_policies, check_num_threads, parse_list
-from ltc_rl.rl.vecenv_benchmark import VecEnvBenchSettings, format_vec_env_results, run_vec_env_benchmark
+from ltc_rl.bench.vecenv import VecEnvBenchSettings, format_vec_env_results, run_vec_env_benchmark
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

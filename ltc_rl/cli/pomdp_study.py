@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agents.pomdp_study import NOISE_LEVELS, STUDY_POLICIES, run_study
+from agents.pomdp_study import NOISE_LEVELS, STUDY_POLICIES, run_pomdp_study
 from ltc_rl.cli import add_obs_noise, add_policies, add_seeds, add_total_timesteps, parse_list, seeds_of
 from ltc_rl.errors import cli_main
 from ltc_rl.runs.config import parse_overrides
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    run_study(args.out, args.env, parse_list(args.policies), args.total_timesteps, seeds_of(args), args.obs_noise,
+    run_pomdp_study(args.out, args.env, parse_list(args.policies), args.total_timesteps, seeds_of(args), args.obs_noise,
               args.episodes, parse_overrides(args.hp), not args.no_progress)
     print(f"wrote {args.out}/results.md, results.json, robustness.png")
     return 0

@@ -16,7 +16,8 @@ import sys
 
 from ltc_rl.cli import add_num_threads, add_policies, check_num_threads, parse_list
 from ltc_rl.errors import cli_main
-from ltc_rl.seqpred import SEQPRED_MODELS, StudyConfig, run_study
+from ltc_rl.seqpred import SEQPRED_MODELS
+from ltc_rl.studies.seqpred import StudyConfig, run_seqpred_study
 from ltc_rl.seqpred.data import default_data_dir
 
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     config = StudyConfig(data=args.data or default_data_dir(), out=args.out, models=parse_list(args.policies),
                          seeds=args.seeds, epochs=args.epochs, sparsity=args.sparsity, units=args.units,
                          workers=args.workers, threads=check_num_threads(args.num_threads), device=args.device, command=command)
-    result = run_study(config)
+    result = run_seqpred_study(config)
     print(result.table)
     print(result.files["table"].read_text().split(result.table)[-1].strip())
     print(f"wall time {result.wall_seconds / 60:.1f} min; wrote " + ", ".join(str(p) for p in result.files.values()))

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from ltc_rl.errors import cli_main
-from ltc_rl.expressivity import DEFAULT_AXES, TrajectoryConfig, run_trajectory_study
+from ltc_rl.studies.trajectory_length import DEFAULT_AXES, TrajectoryConfig, run_trajectory_study
 
 
 def _list(cast):

@@ -152,7 +152,7 @@ class GraphKernel(_Fallback):
                 return self.fall_back(error, *tensors)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_kernel(fn: Callable[..., Any], threads: int | None, static: tuple[tuple[str, Any], ...]) -> Kernel:
     return Kernel(fn, threads, **dict(static))
 
@@ -162,7 +162,7 @@ def kernel(fn: Callable[..., Any], threads: int | None = None, **static: Any) ->
     return _cached_kernel(fn, threads, tuple(sorted(static.items())))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_graph_kernel(fn: Callable[..., Any], static: tuple[tuple[str, Any], ...]) -> GraphKernel:
     return GraphKernel(fn, **dict(static))
 

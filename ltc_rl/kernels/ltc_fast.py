@@ -24,25 +24,27 @@ training sequence. This module computes exactly the same function, but
   built; see :mod:`ltc_rl.kernels.compile`; eager fallback with a warning where no compiler
   works); batch-1 inference is a single compiled call, parameter preparation included.
 
-Everything here is plain tensor code and runs on any device and in float32 or float64.
+The kernel takes an :class:`LTCSpec` (the cell's tensors and settings), never the cell itself,
+so this module does not depend on :mod:`ltc_rl.cells`. Every path runs on any device in float32
+or float64: the native kernel where it applies, compiled or eager tensor code elsewhere.
 Only first-order gradients are provided (no double backward); build the cell with
 ``fast=False`` for higher-order derivatives or ``torch.func`` transforms.
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ltc_rl.cells.base import as_timespan
+from torch.utils.weak import WeakIdKeyDictionary
+
 from ltc_rl.kernels import native
 from ltc_rl.kernels.compile import GraphKernel, graph_kernel, kernel
 
-__all__ = ["Neurons", "Synapses", "CellTensors", "synapse_index", "prepare", "synapse_sums", "cell_step",
+__all__ = ["Neurons", "Synapses", "CellTensors", "LTCSpec", "synapse_index", "prepare", "synapse_sums", "cell_step",
            "cell_sequence"]
 
 #: A sparse synapse population is stored compressed when its largest in-degree is at most this
@@ -86,7 +88,11 @@ SynapseGrads = tuple[Tensor, Tensor, Tensor, Tensor]  # gradients w.r.t. (sigma,
 
 
 class CellTensors(NamedTuple):
-    """The raw parameters and masks of an :class:`~ltc_rl.cells.LTCCell` (None for absent mappings)."""
+    """The raw parameters and masks of an :class:`~ltc_rl.cells.LTCCell` (None for absent mappings).
+
+    The native kernel's batch-1 inference reads these fields by position: their order is the
+    ``Field`` enumeration of ``ltc_native.cpp`` (a test compares the two).
+    """
 
     gleak: Tensor
     vleak: Tensor
@@ -106,10 +112,25 @@ class CellTensors(NamedTuple):
     output_w: Tensor | None
     output_b: Tensor | None
 
-    @classmethod
-    def of(cls, cell: Any) -> "CellTensors":
-        # Direct lookups in one merged dict: this runs on every control step.
-        return cls._make(map({**cell._buffers, **cell._parameters}.get, cls._fields))
+
+class LTCSpec(NamedTuple):
+    """Everything the fast path needs of an LTC cell: its tensors and its settings.
+
+    Built by :meth:`LTCCell.kernel_spec <ltc_rl.cells.LTCCell.kernel_spec>` on every call (the
+    tensors may be replaced or changed in place between calls).
+    """
+
+    tensors: CellTensors
+    solver: str  # "fused", "euler" or "rk4"
+    ode_unfolds: int
+    epsilon: float
+    implicit_param_constraints: bool
+    output_size: int
+
+    @property
+    def state_size(self) -> int:
+        """The number of neurons."""
+        return self.tensors.gleak.shape[0]
 
 
 # ---------------------------------------------------------------------------- layout and parameters
@@ -277,7 +298,7 @@ class _StepGrads(NamedTuple):
     cm: Tensor
     syn: SynapseGrads
 
-    def __add__(self, other: "_StepGrads") -> "_StepGrads":  # type: ignore[override]
+    def __add__(self, other: _StepGrads) -> _StepGrads:  # type: ignore[override]
         return _StepGrads(*(a + b for a, b in zip(self[:5], other[:5])),
                           tuple(a + b for a, b in zip(self.syn, other.syn)))
 
@@ -525,7 +546,7 @@ def _block(syn: Synapses, pre_index: Tensor | None, post_index: Tensor | None) -
 
 # ---------------------------------------------------------------------------- the cell API
 class _Plan(NamedTuple):
-    """What a cell's fast path needs besides its tensors, cached per cell (see :func:`_plan`)."""
+    """What a cell's fast path needs besides its tensors, cached per sparsity mask (see :func:`_plan`)."""
 
     key: tuple
     rec_index: Tensor | None
@@ -536,40 +557,42 @@ class _Plan(NamedTuple):
     native_blocks: tuple[tuple[Tensor | None, Tensor | None], ...]  # recurrent, sensory (see _native_block)
 
 
-_plans: "weakref.WeakKeyDictionary[Any, _Plan]" = weakref.WeakKeyDictionary()
+#: Plans by the recurrent sparsity mask tensor they were derived from (by identity, weakly: a
+#: cell's mask lives as long as the cell, and is replaced when the cell changes device or dtype).
+_plans: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
-def _plan(cell: Any) -> _Plan:
-    """The cell's synapse layouts and small-batch inference kernel, rebuilt when a mask or a setting changes.
+def _plan(spec: LTCSpec) -> _Plan:
+    """A cell's synapse layouts and small-batch inference kernel, rebuilt when a mask or a setting changes.
 
     Parameters are never cached: they may change in place at any time (optimiser steps, Polyak
     updates through ``.data``), so every call prepares them afresh.
     """
-    masks = (cell._buffers["sparsity_mask"], cell._buffers["sensory_sparsity_mask"])
-    key = (*((m.device, m.dtype, m.data_ptr(), m._version) for m in masks), cell.solver, cell.ode_unfolds,
-           cell.epsilon, cell.implicit_param_constraints)
-    plan = _plans.get(cell)
+    tensors = spec.tensors
+    masks = (tensors.sparsity_mask, tensors.sensory_sparsity_mask)
+    key = (*((m.device, m.dtype, m.data_ptr(), m._version) for m in masks), spec.solver, spec.ode_unfolds,
+           spec.epsilon, spec.implicit_param_constraints)
+    plan = _plans.get(masks[0])
     if plan is None or plan.key != key:
         rec_index, sens_index = synapse_index(masks[0]), synapse_index(masks[1])
-        tensors = CellTensors.of(cell)
         present = tuple(name for name, t in zip(tensors._fields, tensors) if t is not None)
         signature = (present, *((t.shape, t.dtype, t.device) for t in tensors if t is not None),
                      *(None if i is None else i.shape for i in (rec_index, sens_index)))
         inference = tuple(graph_kernel(_inference_step, with_dt=with_dt, present=present,
                                        rec_sparse=rec_index is not None, sens_sparse=sens_index is not None,
-                                       implicit=cell.implicit_param_constraints, solver=cell.solver,
-                                       unfolds=cell.ode_unfolds, epsilon=cell.epsilon, output_size=cell.output_size)
+                                       implicit=spec.implicit_param_constraints, solver=spec.solver,
+                                       unfolds=spec.ode_unfolds, epsilon=spec.epsilon, output_size=spec.output_size)
                           for with_dt in (False, True))
-        slots = cell.state_size if rec_index is None else rec_index.shape[1]
-        plan = _plans[cell] = _Plan(key, rec_index, sens_index, cell.state_size * slots, signature, inference,
-                                    (_native_block(masks[0]), _native_block(masks[1])))
+        slots = spec.state_size if rec_index is None else rec_index.shape[1]
+        plan = _plans[masks[0]] = _Plan(key, rec_index, sens_index, spec.state_size * slots, signature, inference,
+                                        (_native_block(masks[0]), _native_block(masks[1])))
     return plan
 
 
-def _needs_grad(cell: Any, *tensors: Any) -> bool:
+def _needs_grad(spec: LTCSpec, *tensors: Any) -> bool:
     return torch.is_grad_enabled() and (
         any(torch.is_tensor(t) and t.requires_grad for t in tensors)
-        or any(p.requires_grad for p in cell.parameters()))
+        or any(t is not None and t.requires_grad for t in spec.tensors))
 
 
 def _inference_step(x: Tensor, v: Tensor, *tensors: Tensor, with_dt: bool, present: tuple[str, ...],
@@ -594,35 +617,34 @@ def _inference_step(x: Tensor, v: Tensor, *tensors: Tensor, with_dt: bool, prese
     return _affine(v[:, :output_size], p.output_w, p.output_b), v
 
 
-def cell_step(cell: Any, x: Tensor, state: Tensor, dt: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
-    """Fast :meth:`LTCCell.forward <ltc_rl.cells.LTCCell.forward>`: one step, same arguments and results.
+def cell_step(spec: LTCSpec, x: Tensor, state: Tensor, dt: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Fast :meth:`LTCCell.forward <ltc_rl.cells.LTCCell.forward>`: one step of the cell described by ``spec``.
 
-    Small inference calls (no gradient needed, e.g. batch-1 rollouts) run as one native call
-    (fused solver on CPU) or one compiled graph; everything else goes through
-    :func:`cell_sequence` with a single time step.
+    ``dt``: a ``(batch, 1)`` tensor of elapsed times, or None (1.0). Small inference calls (no
+    gradient needed, e.g. batch-1 rollouts) run as one native call (fused solver on CPU) or one
+    compiled graph; everything else goes through :func:`cell_sequence` with a single time step.
     """
-    grad = _needs_grad(cell, x, state, dt)
-    p = CellTensors.of(cell)
-    if (not grad and x.shape[0] * cell.state_size ** 2 < SINGLE_THREAD_ELEMENTS
-            and native.applies(state, p.sigma, cell.solver)):  # first: latency-critical, needs no plan
+    grad = _needs_grad(spec, x, state, dt)
+    p = spec.tensors
+    if (not grad and x.shape[0] * spec.state_size ** 2 < SINGLE_THREAD_ELEMENTS
+            and native.applies(state, p.sigma, spec.solver)):  # first: latency-critical, needs no plan
         outputs, state = native.native_kernel().inference(
-            x, state, None if dt is None else as_timespan(dt, x.shape[0], x), p, cell.implicit_param_constraints,
-            cell.ode_unfolds, cell.epsilon, cell.output_size)
+            x, state, dt, p, spec.implicit_param_constraints, spec.ode_unfolds, spec.epsilon, spec.output_size)
         return outputs, state
-    plan = _plan(cell)
+    plan = _plan(spec)
     if grad or x.shape[0] * plan.synapses >= SINGLE_THREAD_ELEMENTS:
-        outputs, state = cell_sequence(cell, x.unsqueeze(1), state, as_timespan(dt, x.shape[0], x))
+        outputs, state = cell_sequence(spec, x.unsqueeze(1), state, dt)
         return outputs[:, 0], state
-    tensors = [] if dt is None else [as_timespan(dt, x.shape[0], x).contiguous()]
+    tensors = [] if dt is None else [dt.contiguous()]
     tensors += [t if t.is_contiguous() else t.contiguous() for t in p if t is not None]
     tensors += [i for i in (plan.rec_index, plan.sens_index) if i is not None]
     signature = (x.shape, x.dtype, x.device, state.dtype, plan.signature, *[t.dtype for t in tensors])
     return plan.inference[dt is not None](signature, x.contiguous(), state.contiguous(), *tensors)
 
 
-def cell_sequence(cell: Any, x: Tensor, state: Tensor | None = None, dt: Tensor | float | None = None,
+def cell_sequence(spec: LTCSpec, x: Tensor, state: Tensor | None = None, dt: Tensor | float | None = None,
                   resets: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Fast :meth:`LTCCell.forward_sequence <ltc_rl.cells.RecurrentCell.forward_sequence>`.
+    """Fast :meth:`LTCCell.forward_sequence <ltc_rl.cells.RecurrentCell.forward_sequence>` of the cell ``spec``.
 
     ``x`` ``(batch, time, inputs)``; ``dt`` ``(batch, time)``, a float or None; ``resets``
     ``(batch, time)`` bools (reset to the zero state before that step). Returns outputs
@@ -636,26 +658,26 @@ def cell_sequence(cell: Any, x: Tensor, state: Tensor | None = None, dt: Tensor 
         if torch.is_tensor(value) and value.shape != (batch, steps):
             raise ValueError(f"{name} must have shape (batch, time) = {(batch, steps)}, got {tuple(value.shape)}.")
     if state is None:
-        state = cell.initial_state(batch, x.device, x.dtype)
+        state = x.new_zeros(batch, spec.state_size)
     if dt is None or not torch.is_tensor(dt):
         dt = x.new_full((batch, steps), 1.0 if dt is None else float(dt))
-    h = dt.to(device=x.device, dtype=x.dtype).t().unsqueeze(-1) / cell.ode_unfolds  # (time, batch, 1)
+    h = dt.to(device=x.device, dtype=x.dtype).t().unsqueeze(-1) / spec.ode_unfolds  # (time, batch, 1)
     keep = None if resets is None else (~resets.to(device=x.device, dtype=torch.bool)).t().unsqueeze(-1).to(x.dtype)
 
-    plan = _plan(cell)
-    p = CellTensors.of(cell)
-    use_native = native.applies(state, p.sigma, cell.solver)
+    plan = _plan(spec)
+    p = spec.tensors
+    use_native = native.applies(state, p.sigma, spec.solver)
     nrn, rec, sens = prepare(p, None if use_native else plan.rec_index, None if use_native else plan.sens_index,
-                             cell.implicit_param_constraints)
+                             spec.implicit_param_constraints)
     inputs = _affine(x.transpose(0, 1), p.input_w, p.input_b).reshape(steps * batch, -1)
     rec_block, sens_block = plan.native_blocks
     if use_native:
-        sn, sc = _NativeSensory.apply(inputs, *_block(sens, *sens_block), *sens_block, cell.state_size)
+        sn, sc = _NativeSensory.apply(inputs, *_block(sens, *sens_block), *sens_block, spec.state_size)
     else:
         sn, sc = _SynapseSums.apply(inputs, *sens)
     sn, sc = sn.view(steps, batch, -1), sc.view(steps, batch, -1)
-    config = (cell.solver, cell.ode_unfolds, cell.epsilon)
-    grad = _needs_grad(cell, x, state, dt)
+    config = (spec.solver, spec.ode_unfolds, spec.epsilon)
+    grad = _needs_grad(spec, x, state, dt)
     if use_native:
         block = _block(rec, *rec_block)
         if grad:
@@ -676,5 +698,5 @@ def cell_sequence(cell: Any, x: Tensor, state: Tensor | None = None, dt: Tensor 
             state = run(state, sn_t, sc_t, h_t, nrn, rec)
             trajectory.append(state)
         states = torch.stack(trajectory)
-    outputs = _affine(states[..., : cell.output_size], p.output_w, p.output_b).transpose(0, 1)
+    outputs = _affine(states[..., : spec.output_size], p.output_w, p.output_b).transpose(0, 1)
     return outputs, states[-1]

@@ -724,27 +724,34 @@ void prepare_synapses(const torch::Tensor& w, const torch::Tensor& erev, const t
   for (int64_t k = 0; k < n; ++k) we_out[k] = w_out[k] * e[k];
 }
 
+// The fields of ltc_fast.CellTensors, in their order (tests/test_native_ltc.py compares the two): inference
+// receives the cell's tensors as one list and reads them by these positions. The last four are optional.
+enum Field : int64_t {
+  GLEAK, VLEAK, CM, SIGMA, MU, W, EREV, SENSORY_SIGMA, SENSORY_MU, SENSORY_W, SENSORY_EREV, SPARSITY_MASK,
+  SENSORY_SPARSITY_MASK, INPUT_W, INPUT_B, OUTPUT_W, OUTPUT_B, FIELD_COUNT
+};
+
 template <typename T>
 void inference_impl(const torch::Tensor& x, const torch::Tensor& v0, const torch::Tensor& dt,
                     const std::vector<torch::Tensor>& t, bool implicit, int64_t unfolds, double epsilon,
                     torch::Tensor& outputs, torch::Tensor& states) {
-  // t: the fields of ltc_fast.CellTensors in order: gleak, vleak, cm, sigma, mu, w, erev, sensory sigma, mu, w,
-  // erev, sparsity mask, sensory sparsity mask, input_w, input_b, output_w, output_b (the last four optional).
   const int64_t batch = x.size(0), I = x.size(1), N = v0.size(1), O = outputs.size(1);
   std::vector<T> gleak(N), cm(N), w, we, sw, swe;
-  positive(t[0].data_ptr<T>(), static_cast<const T*>(nullptr), N, implicit, gleak.data());
-  positive(t[2].data_ptr<T>(), static_cast<const T*>(nullptr), N, implicit, cm.data());
-  prepare_synapses<T>(t[5], t[6], t[11], implicit, w, we);
-  prepare_synapses<T>(t[9], t[10], t[12], implicit, sw, swe);
-  const T* vleak = t[1].data_ptr<T>();
-  const std::vector<T> slope = slopes(t[3].data_ptr<T>(), N * N), sensory_slope = slopes(t[7].data_ptr<T>(), I * N);
-  const Synapses<T> recurrent{t[3].data_ptr<T>(), slope.data(), t[4].data_ptr<T>(), w.data(), we.data(), N, N, N, 1};
-  const Synapses<T> sensory{t[7].data_ptr<T>(), sensory_slope.data(), t[8].data_ptr<T>(), sw.data(), swe.data(),
-                            I, N, N, 1};
-  const T* in_w = t[13].defined() ? t[13].data_ptr<T>() : nullptr;
-  const T* in_b = t[14].defined() ? t[14].data_ptr<T>() : nullptr;
-  const T* out_w = t[15].defined() ? t[15].data_ptr<T>() : nullptr;
-  const T* out_b = t[16].defined() ? t[16].data_ptr<T>() : nullptr;
+  positive(t[GLEAK].data_ptr<T>(), static_cast<const T*>(nullptr), N, implicit, gleak.data());
+  positive(t[CM].data_ptr<T>(), static_cast<const T*>(nullptr), N, implicit, cm.data());
+  prepare_synapses<T>(t[W], t[EREV], t[SPARSITY_MASK], implicit, w, we);
+  prepare_synapses<T>(t[SENSORY_W], t[SENSORY_EREV], t[SENSORY_SPARSITY_MASK], implicit, sw, swe);
+  const T* vleak = t[VLEAK].data_ptr<T>();
+  const std::vector<T> slope = slopes(t[SIGMA].data_ptr<T>(), N * N),
+                       sensory_slope = slopes(t[SENSORY_SIGMA].data_ptr<T>(), I * N);
+  const Synapses<T> recurrent{t[SIGMA].data_ptr<T>(), slope.data(), t[MU].data_ptr<T>(), w.data(), we.data(),
+                              N, N, N, 1};
+  const Synapses<T> sensory{t[SENSORY_SIGMA].data_ptr<T>(), sensory_slope.data(), t[SENSORY_MU].data_ptr<T>(),
+                            sw.data(), swe.data(), I, N, N, 1};
+  const T* in_w = t[INPUT_W].defined() ? t[INPUT_W].data_ptr<T>() : nullptr;
+  const T* in_b = t[INPUT_B].defined() ? t[INPUT_B].data_ptr<T>() : nullptr;
+  const T* out_w = t[OUTPUT_W].defined() ? t[OUTPUT_W].data_ptr<T>() : nullptr;
+  const T* out_b = t[OUTPUT_B].defined() ? t[OUTPUT_B].data_ptr<T>() : nullptr;
   const T* dt_p = dt.defined() ? dt.data_ptr<T>() : nullptr;
   const T eps = static_cast<T>(epsilon);
   std::vector<T> inputs(I), sn(N), sc(N), num(N), cond(N), cm_t(N), top(N), bottom(N), v(N);
@@ -775,6 +782,8 @@ void inference_impl(const torch::Tensor& x, const torch::Tensor& v0, const torch
 std::vector<torch::Tensor> inference(torch::Tensor x, torch::Tensor v0, c10::optional<torch::Tensor> dt,
                                      std::vector<c10::optional<torch::Tensor>> tensors, bool implicit,
                                      int64_t unfolds, double epsilon, int64_t output_size) {
+  TORCH_CHECK(static_cast<int64_t>(tensors.size()) == FIELD_COUNT, "inference takes the ", FIELD_COUNT,
+              " fields of CellTensors, got ", tensors.size());
   std::vector<torch::Tensor> t;
   for (const auto& tensor : tensors) t.push_back(tensor.has_value() ? tensor->contiguous() : torch::Tensor());
   x = x.contiguous(), v0 = v0.contiguous();

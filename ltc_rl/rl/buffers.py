@@ -8,7 +8,11 @@ For training, each environment's column of ``n_steps`` transitions is cut into c
 ``sequence_length`` steps (the last one padded and masked out). A chunk starts from the stored state of
 its first step and carries the episode-start flags of all its steps, which the cells'
 ``forward_sequence(x, state, dt, resets)`` use to reset the state *before* an episode's first step: no
-state crosses an episode boundary, even inside a chunk. Minibatches are random sets of whole chunks.
+state crosses an episode boundary, even inside a chunk. Minibatches are random sets of whole chunks,
+``ceil(batch_size / sequence_length)`` of them.
+
+Dict observations are stored as SB3's ``DictRolloutBuffer`` stores them (one array per key) and sampled as
+dicts of ``(n_seq, T, ...)`` tensors.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 
 __all__ = ["RecurrentRolloutBuffer", "RecurrentSequenceSamples"]
 
@@ -27,7 +31,7 @@ __all__ = ["RecurrentRolloutBuffer", "RecurrentSequenceSamples"]
 class RecurrentSequenceSamples(NamedTuple):
     """A minibatch of ``n_seq`` sequences of length ``T``; per-step tensors are ``(n_seq, T, ...)``."""
 
-    observations: torch.Tensor
+    observations: torch.Tensor | dict[str, torch.Tensor]
     actions: torch.Tensor
     old_values: torch.Tensor
     old_log_prob: torch.Tensor
@@ -66,7 +70,10 @@ class RecurrentRolloutBuffer(RolloutBuffer):
         super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
 
     def reset(self) -> None:
-        super().reset()
+        if isinstance(self.observation_space, spaces.Dict):
+            DictRolloutBuffer.reset(self)  # type: ignore[arg-type]  # one observation array per key
+        else:
+            super().reset()
         self.states = np.zeros((self.buffer_size, self.n_envs, self.state_size), dtype=np.float32)
         self.dts = np.ones((self.buffer_size, self.n_envs), dtype=np.float32)
         self._sequences = None
@@ -75,7 +82,10 @@ class RecurrentRolloutBuffer(RolloutBuffer):
         """Store one step; ``states`` is the ``(n_envs, state_size)`` state entering it, ``dts`` its elapsed times."""
         self.states[self.pos] = states.detach().cpu().numpy()
         self.dts[self.pos] = dts.detach().cpu().numpy() if torch.is_tensor(dts) else np.asarray(dts)
-        super().add(*args, **kwargs)
+        if isinstance(self.observation_space, spaces.Dict):
+            DictRolloutBuffer.add(self, *args, **kwargs)  # type: ignore[arg-type]
+        else:
+            super().add(*args, **kwargs)
 
     @property
     def n_sequences(self) -> int:
@@ -96,7 +106,8 @@ class RecurrentRolloutBuffer(RolloutBuffer):
     def _prepare_sequences(self) -> dict[str, torch.Tensor]:
         mask = self._chunk(np.ones((self.buffer_size, self.n_envs), dtype=bool), pad_value=False)
         data = {
-            "observations": self._chunk(self.observations),
+            "observations": ({key: self._chunk(value) for key, value in self.observations.items()}
+                             if isinstance(self.observations, dict) else self._chunk(self.observations)),
             "actions": self._chunk(self.actions),
             "old_values": self._chunk(self.values),
             "old_log_prob": self._chunk(self.log_probs),
@@ -107,16 +118,23 @@ class RecurrentRolloutBuffer(RolloutBuffer):
             "dts": self._chunk(self.dts, pad_value=1.0),
             "mask": mask,
         }
-        return {key: torch.as_tensor(np.ascontiguousarray(value), device=self.device) for key, value in data.items()}
+        return {key: ({sub: self._tensor(item) for sub, item in value.items()} if isinstance(value, dict)
+                      else self._tensor(value)) for key, value in data.items()}
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(array), device=self.device)
 
     def get(self, batch_size: int | None = None) -> Generator[RecurrentSequenceSamples, None, None]:  # type: ignore[override]
-        """Yield minibatches of ``batch_size // sequence_length`` random whole sequences (all of them if None)."""
+        """Yield minibatches of ``ceil(batch_size / sequence_length)`` random whole sequences (all of them if None);
+        the last one holds the sequences left over."""
         assert self.full, "the rollout buffer must be full before sampling from it"
         if self._sequences is None:
             self._sequences = self._prepare_sequences()
         total = self.n_sequences
-        per_batch = total if batch_size is None else max(1, batch_size // self.sequence_length)
+        per_batch = total if batch_size is None else -(-batch_size // self.sequence_length)
         order = torch.randperm(total, device=self.device)
         for start in range(0, total, per_batch):
             index = order[start:start + per_batch]
-            yield RecurrentSequenceSamples(**{key: value[index] for key, value in self._sequences.items()})
+            yield RecurrentSequenceSamples(**{
+                key: {sub: item[index] for sub, item in value.items()} if isinstance(value, dict) else value[index]
+                for key, value in self._sequences.items()})

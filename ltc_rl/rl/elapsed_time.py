@@ -25,20 +25,11 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
+from ltc_rl.env_api import DEFAULT_ELAPSED_TIME, ELAPSED_TIME_KEY, PERIOD_ATTRIBUTES, env_period, positive_period
 from ltc_rl.errors import LtcRlWarning
 
 __all__ = ["ELAPSED_TIME_KEY", "DEFAULT_ELAPSED_TIME", "PERIOD_ATTRIBUTES", "elapsed_times", "reset_infos",
            "nominal_elapsed_time", "nominal_period", "env_period", "check_dt_scale"]
-
-#: ``info`` key under which an environment reports the time since its previous observation.
-ELAPSED_TIME_KEY = "elapsed_time"
-
-#: Elapsed time assumed when an environment neither reports it nor has a period attribute.
-DEFAULT_ELAPSED_TIME = 1.0
-
-#: Attributes of an unwrapped environment holding the seconds one step covers (MuJoCo and Pendulum: ``dt``,
-#: CartPole: ``tau``).
-PERIOD_ATTRIBUTES = ("dt", "tau")
 
 #: A ``dt`` further than this factor from the model's time unit is probably in another unit (see
 #: :func:`check_dt_scale`).
@@ -87,18 +78,6 @@ def nominal_elapsed_time(venv: VecEnv) -> float | None:
     return None if value is None else float(value)
 
 
-def _period(value: Any) -> float | None:
-    """``value`` as a control period: a positive number, else None."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
-
-
-def env_period(env: Any) -> float | None:
-    """Seconds one step of a gymnasium env covers, from its ``dt`` / ``tau`` attribute; None if it has neither."""
-    base = getattr(env, "unwrapped", env)
-    periods = (_period(getattr(base, attribute, None)) for attribute in PERIOD_ATTRIBUTES)
-    return next((period for period in periods if period is not None), None)
-
-
 def nominal_period(venv: VecEnv) -> float | None:
     """``venv``'s nominal control period: what its first environment reported at its latest reset, else
     that environment's ``dt`` (MuJoCo, Pendulum) or ``tau`` (CartPole) attribute; None if neither exists.
@@ -109,7 +88,7 @@ def nominal_period(venv: VecEnv) -> float | None:
     reported = nominal_elapsed_time(venv)
     if reported is not None:
         return reported
-    periods = (_period(venv.get_attr(attribute, indices=[0])[0]) for attribute in PERIOD_ATTRIBUTES
+    periods = (positive_period(venv.get_attr(attribute, indices=[0])[0]) for attribute in PERIOD_ATTRIBUTES
                if venv.has_attr(attribute))
     return next((period for period in periods if period is not None), None)
 

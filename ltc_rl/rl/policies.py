@@ -15,6 +15,12 @@ with the actor cell's outputs with the gradient stopped (``"detached"``: the val
 actor's cell, as sb3-contrib's ``shared_lstm``; one recurrent cell per step instead of two) or be
 feed-forward (``"none"``).
 
+Observations pass SB3's features extractor first: ``Mlp*Policy`` flattens them, ``Cnn*Policy`` runs
+``NatureCNN`` on images, ``MultiInput*Policy`` runs ``CombinedExtractor`` on Dict observations (all of them
+honour ``features_extractor_class`` / ``features_extractor_kwargs``). ``n_layers`` stacks recurrent layers
+(:class:`~ltc_rl.cells.StackedCell`; the state holds every layer's). sb3-contrib's policy keywords are
+accepted as aliases (:data:`SB3_CONTRIB_ALIASES`).
+
 NCP controller mode (``controller=True``, the default with ``wiring="ncp"``): the actor cell has one motor
 neuron per action dimension (or per discrete action logit) and its motor outputs *are* the action means,
 with no layer in between, as in the neural circuit policy papers: the trained circuit is the controller.
@@ -29,17 +35,56 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, create_mlp
+from stable_baselines3.common.torch_layers import (BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor,
+                                                   NatureCNN, create_mlp)
 from stable_baselines3.common.type_aliases import Schedule
 from torch import Tensor, nn
 
 from ltc_rl import wirings
-from ltc_rl.cells import CELL_TYPES, RecurrentCell, make_cell
+from ltc_rl.cells import CELL_TYPES, RecurrentCell, StackedCell, make_cell
 
 __all__ = ["RecurrentActorCriticPolicy", "MlpLtcPolicy", "MlpCfcPolicy", "MlpLstmPolicy", "MlpGruPolicy",
-           "CRITIC_MODES"]
+           "CnnRecurrentPolicy", "CnnLtcPolicy", "CnnCfcPolicy", "CnnLstmPolicy", "CnnGruPolicy",
+           "MultiInputRecurrentPolicy", "MultiInputLtcPolicy", "MultiInputCfcPolicy", "MultiInputLstmPolicy",
+           "MultiInputGruPolicy", "POLICY_CLASSES", "CRITIC_MODES", "SB3_CONTRIB_ALIASES", "resolve_sb3_contrib_aliases"]
 
 CRITIC_MODES = ("separate", "shared", "detached", "none")
+
+#: sb3-contrib ``RecurrentActorCriticPolicy`` keywords and the keyword of ours each one sets.
+SB3_CONTRIB_ALIASES = {"lstm_hidden_size": "units", "n_lstm_layers": "n_layers", "lstm_kwargs": "cell_kwargs",
+                       "enable_critic_lstm": "critic", "shared_lstm": "critic"}
+
+
+def resolve_sb3_contrib_aliases(units: int | None, n_layers: int | None, cell_kwargs: dict[str, Any] | None,
+                                critic: str | None, lstm_hidden_size: int | None, n_lstm_layers: int | None,
+                                lstm_kwargs: dict[str, Any] | None, enable_critic_lstm: bool | None,
+                                shared_lstm: bool | None) -> tuple[int, int, dict[str, Any], str]:
+    """``(units, n_layers, cell_kwargs, critic)`` from our keywords and their sb3-contrib aliases (None: not given).
+
+    sb3-contrib's meanings: ``enable_critic_lstm=True`` is a critic cell of its own (``critic="separate"``),
+    ``False`` a feed-forward critic (``"none"``); ``shared_lstm=True`` a critic reading the actor cell's outputs
+    without training the actor with the value loss (``"detached"``). A keyword given twice with different
+    values (ours and its alias, or two contradicting sb3-contrib flags) is an error.
+    """
+    def pick(ours_name: str, ours: Any, alias_name: str, alias: Any) -> Any:
+        if ours is not None and alias is not None and ours != alias:
+            raise ValueError(f"{ours_name}={ours!r} and its sb3-contrib alias {alias_name}={alias!r} disagree; "
+                             "pass one of them.")
+        return ours if ours is not None else alias
+
+    if shared_lstm and enable_critic_lstm:
+        raise ValueError("shared_lstm=True and enable_critic_lstm=True contradict each other (the critic either "
+                         "reads the actor's cell or has its own); pass enable_critic_lstm=False, as sb3-contrib requires.")
+    contrib_critic = ("detached" if shared_lstm else "separate" if enable_critic_lstm
+                      else "none" if enable_critic_lstm is not None else None)
+    critic_alias = "shared_lstm" if shared_lstm else "enable_critic_lstm"
+    def default(value: Any, fallback: Any) -> Any:
+        return fallback if value is None else value
+
+    return (int(default(pick("units", units, "lstm_hidden_size", lstm_hidden_size), 64)),
+            int(default(pick("n_layers", n_layers, "n_lstm_layers", n_lstm_layers), 1)),
+            dict(default(pick("cell_kwargs", cell_kwargs, "lstm_kwargs", lstm_kwargs), {})),
+            default(pick("critic", critic, critic_alias, contrib_critic), "separate"))
 
 
 class RecurrentHeads(nn.Module):
@@ -63,13 +108,22 @@ class RecurrentHeads(nn.Module):
 
 
 def _distribution_width(action_space: spaces.Space) -> int:
-    """Number of distribution parameters the actor outputs per step (action means or logits)."""
-    if isinstance(action_space, spaces.Box):
-        return int(np.prod(action_space.shape))
+    """Number of distribution parameters the actor outputs per step (action means, or logits of every
+    Discrete / MultiDiscrete / MultiBinary choice)."""
     if isinstance(action_space, spaces.Discrete):
         return int(action_space.n)
-    raise ValueError(f"controller mode supports Box and Discrete action spaces, not {type(action_space).__name__}; "
-                     "pass controller=False.")
+    if isinstance(action_space, spaces.MultiDiscrete):
+        return int(np.sum(action_space.nvec))
+    return int(np.prod(action_space.shape))  # Box means, MultiBinary logits
+
+
+def _map_obs(obs: Any, fn: Any) -> Any:
+    """``fn`` applied to an observation batch, or to every entry of a Dict observation batch."""
+    return {key: fn(value) for key, value in obs.items()} if isinstance(obs, dict) else fn(obs)
+
+
+def _obs_batch_size(obs: Tensor | dict[str, Tensor]) -> int:
+    return int(next(iter(obs.values())).shape[0] if isinstance(obs, dict) else obs.shape[0])
 
 
 class RecurrentActorCriticPolicy(ActorCriticPolicy):
@@ -78,14 +132,17 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     Args (beyond SB3's ``ActorCriticPolicy``):
         cell: cell kind (``"ltc"``, ``"cfc"``, ``"ctrnn"``, ``"node"``, ``"ctgru"``, ``"lstm"``, ``"gru"``);
             the named subclasses fix it.
-        units: neurons (hidden units) per recurrent cell.
+        units: neurons (hidden units) per recurrent cell (default 64).
+        n_layers: recurrent layers stacked in each cell (default 1); the layers below the top one are fully
+            connected cells of ``units`` neurons, the top one carries the ``wiring``.
         wiring: ``"fc"``, ``"random"`` or ``"ncp"`` (sparse wirings need the ``"ltc"`` cell).
         sparsity_level: fraction of synapses removed by ``"random"`` and ``"ncp"`` wirings.
         wiring_seed: seed of the wiring's random structure (None: the wiring's default seed).
         cell_kwargs: extra keyword arguments for the cell (e.g. ``ode_unfolds``, ``solver``).
         critic: ``"separate"`` (own cell; an ``"ncp"`` actor gets a fully connected critic),
             ``"shared"`` (reads the actor cell's outputs), ``"detached"`` (reads the observation features and
-            the actor cell's outputs without passing gradients into the cell) or ``"none"`` (feed-forward).
+            the actor cell's outputs without passing gradients into the cell) or ``"none"`` (feed-forward);
+            default ``"separate"``.
         controller: the actor's motor neurons are the action means (NCP controller mode);
             default True for ``wiring="ncp"``, else False. Needs the ``"ltc"`` cell and no ``pi`` layers.
         net_arch: hidden layers after the cells, ``[64]`` or ``dict(pi=[...], vf=[...])``;
@@ -98,10 +155,15 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             nominal step and ignores ``dt``.
         use_elapsed_time: feed the cells the elapsed time of every step (True); False counts every step as
             one nominal step whatever the environment reports (an ablation for irregular sampling).
+        lstm_hidden_size, n_lstm_layers, lstm_kwargs, enable_critic_lstm, shared_lstm: sb3-contrib's names,
+            aliases of ``units``, ``n_layers``, ``cell_kwargs`` and ``critic`` (see
+            :func:`resolve_sb3_contrib_aliases`), for every cell.
     """
 
     #: The cell kind of a named policy (None: chosen by the ``cell`` argument).
     cell_kind: ClassVar[str | None] = None
+    #: The features extractor when ``features_extractor_class`` is not given (``Cnn*`` / ``MultiInput*`` policies).
+    default_features_extractor: ClassVar[type[BaseFeaturesExtractor]] = FlattenExtractor
 
     def __init__(
         self,
@@ -116,48 +178,62 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         full_std: bool = True,
         use_expln: bool = False,
         squash_output: bool = False,
-        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_class: type[BaseFeaturesExtractor] | None = None,
         features_extractor_kwargs: dict[str, Any] | None = None,
         share_features_extractor: bool = True,
         normalize_images: bool = True,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         cell: str | None = None,
-        units: int = 64,
+        units: int | None = None,
         wiring: str = "fc",
         sparsity_level: float = 0.5,
         wiring_seed: int | None = None,
         cell_kwargs: dict[str, Any] | None = None,
-        critic: str = "separate",
+        critic: str | None = None,
         controller: bool | None = None,
         time_unit: float | None = None,
         use_elapsed_time: bool = True,
+        n_layers: int | None = None,
+        lstm_hidden_size: int | None = None,
+        n_lstm_layers: int | None = None,
+        lstm_kwargs: dict[str, Any] | None = None,
+        enable_critic_lstm: bool | None = None,
+        shared_lstm: bool | None = None,
     ) -> None:
-        if isinstance(observation_space, spaces.Dict):
-            raise ValueError("recurrent policies take Box or Discrete observations, not Dict; flatten the "
-                             "observation (gymnasium.wrappers.FlattenObservation).")
-        self.cell = self._resolve_cell(cell)
+        units, n_layers, cell_kwargs, critic = resolve_sb3_contrib_aliases(
+            units, n_layers, cell_kwargs, critic, lstm_hidden_size, n_lstm_layers, lstm_kwargs, enable_critic_lstm,
+            shared_lstm)
+        if n_layers < 1:
+            raise ValueError(f"n_layers (n_lstm_layers) must be at least 1, got {n_layers}.")
+        features_extractor_class = features_extractor_class or self.default_features_extractor
+        if isinstance(observation_space, spaces.Dict) and features_extractor_class in (FlattenExtractor, NatureCNN):
+            raise ValueError(f"{type(self).__name__} takes Box or Discrete observations, not Dict; use the "
+                             "MultiInput*Policy of the same cell (e.g. 'MultiInputLtcPolicy', CombinedExtractor).")
+        # Names (the cell objects are actor_cell / critic_cell, each with its Wiring object as .wiring).
+        self.cell_name = self._resolve_cell(cell)
         if wiring not in wirings.WIRING_CHOICES:
             raise ValueError(f"unknown wiring {wiring!r}; choose one of {wirings.WIRING_CHOICES}.")
-        if wiring != "fc" and self.cell != "ltc":
-            raise ValueError(f"wiring {wiring!r} needs the 'ltc' cell (cell {self.cell!r} is fully connected); "
-                             "use wiring='fc' or MlpLtcPolicy.")
+        if wiring != "fc" and self.cell_name != "ltc":
+            raise ValueError(f"wiring {wiring!r} needs the 'ltc' cell (cell {self.cell_name!r} is fully "
+                             "connected); use wiring='fc' or MlpLtcPolicy.")
         if critic not in CRITIC_MODES:
             raise ValueError(f"unknown critic mode {critic!r}; choose one of {CRITIC_MODES}.")
         if critic == "shared" and not share_features_extractor:
             raise ValueError("critic='shared' needs share_features_extractor=True (the critic reads the actor cell).")
         self.controller = wiring == "ncp" if controller is None else bool(controller)
-        if self.controller and self.cell != "ltc":
+        if self.controller and self.cell_name != "ltc":
             raise ValueError("controller mode needs the 'ltc' cell, whose motor neurons drive the actions.")
         net_arch = dict(pi=[], vf=[64]) if net_arch is None else net_arch
         if self.controller and (net_arch.get("pi") if isinstance(net_arch, dict) else net_arch):
             raise ValueError("controller mode drives the actions by the motor neurons directly: use "
                              "net_arch=dict(pi=[], vf=[...]) or controller=False.")
-        self.units = int(units)
-        self.wiring = wiring
+        self.units = units
+        self.n_layers = n_layers
+        self.wiring_name = wiring
         self.sparsity_level = float(sparsity_level)
         self.wiring_seed = wiring_seed
-        self.cell_kwargs = dict(cell_kwargs or {})
+        self.cell_kwargs = cell_kwargs
         self.critic = critic
         if time_unit is not None and not (np.isfinite(time_unit) and time_unit > 0):
             raise ValueError(f"time_unit must be a positive number (the nominal control period) or None; "
@@ -179,18 +255,26 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         return cell
 
     # ------------------------------------------------------------------ construction
-    def _make_cell(self, wiring: str, output_size: int | None) -> RecurrentCell:
-        if self.cell != "ltc":
-            return make_cell(self.cell, self.features_dim, self.units, **self.cell_kwargs)
+    def _make_layer(self, input_size: int, wiring: str, output_size: int | None) -> RecurrentCell:
+        if self.cell_name != "ltc":
+            return make_cell(self.cell_name, input_size, self.units, **self.cell_kwargs)
         circuit = wirings.make(wiring, self.units, output_size, sparsity_level=self.sparsity_level,
                                seed=self.wiring_seed)
-        return make_cell("ltc", self.features_dim, circuit, **self.cell_kwargs)
+        return make_cell("ltc", input_size, circuit, **self.cell_kwargs)
+
+    def _make_cell(self, wiring: str, output_size: int | None) -> RecurrentCell:
+        """One cell, or ``n_layers`` stacked: fully connected layers below, the ``wiring`` on top."""
+        layers: list[RecurrentCell] = []
+        for _ in range(self.n_layers - 1):
+            layers.append(self._make_layer(layers[-1].output_size if layers else self.features_dim, "fc", None))
+        layers.append(self._make_layer(layers[-1].output_size if layers else self.features_dim, wiring, output_size))
+        return layers[0] if len(layers) == 1 else StackedCell(layers)
 
     def _build_mlp_extractor(self) -> None:
         """Create the recurrent cells and the heads after them (called by ``ActorCriticPolicy._build``)."""
-        motors = _distribution_width(self.action_space) if self.controller or self.wiring == "ncp" else None
-        self.actor_cell = self._make_cell(self.wiring, motors)
-        self.critic_cell = (self._make_cell("fc" if self.wiring == "ncp" else self.wiring, None)
+        motors = _distribution_width(self.action_space) if self.controller or self.wiring_name == "ncp" else None
+        self.actor_cell = self._make_cell(self.wiring_name, motors)
+        self.critic_cell = (self._make_cell("fc" if self.wiring_name == "ncp" else self.wiring_name, None)
                             if self.critic == "separate" else None)
         vf_input = {"separate": self.critic_cell.output_size if self.critic_cell is not None else 0,
                     "shared": self.actor_cell.output_size, "none": self.features_dim,
@@ -206,9 +290,10 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(cell=self.cell, units=self.units, wiring=self.wiring, sparsity_level=self.sparsity_level,
-                    wiring_seed=self.wiring_seed, cell_kwargs=self.cell_kwargs, critic=self.critic,
-                    controller=self.controller, time_unit=self.time_unit, use_elapsed_time=self.use_elapsed_time)
+        data.update(cell=self.cell_name, units=self.units, n_layers=self.n_layers, wiring=self.wiring_name,
+                    sparsity_level=self.sparsity_level, wiring_seed=self.wiring_seed, cell_kwargs=self.cell_kwargs,
+                    critic=self.critic, controller=self.controller, time_unit=self.time_unit,
+                    use_elapsed_time=self.use_elapsed_time)
         return data
 
     # ------------------------------------------------------------------ state
@@ -264,7 +349,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         resets = episode_starts.to(torch.bool)
         if dts is not None:
             dts = dts / self.time_unit if self.time_unit is not None and self.use_elapsed_time else None
-        features = self.extract_features(obs.reshape(n_seq * steps, *obs.shape[2:]))
+        features = self.extract_features(_map_obs(obs, lambda x: x.reshape(n_seq * steps, *x.shape[2:])))
         pi_features, vf_features = (features, features) if self.share_features_extractor else features
         split = self.actor_cell.state_size
         actor_state, critic_state = states[:, :split], states[:, split:]
@@ -286,9 +371,10 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         return latent_pi, latent_vf, torch.cat([actor_state, critic_state], dim=-1)
 
     @staticmethod
-    def _one_step(obs: Tensor, episode_starts: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    def _one_step(obs: Tensor | dict[str, Tensor], episode_starts: Tensor,
+                  dt: Tensor | None) -> tuple[Tensor | dict[str, Tensor], Tensor, Tensor | None]:
         """View a batch of single steps as ``n_seq`` sequences of length 1."""
-        return obs.unsqueeze(1), episode_starts.reshape(-1, 1), None if dt is None else dt.reshape(-1, 1)
+        return _map_obs(obs, lambda x: x.unsqueeze(1)), episode_starts.reshape(-1, 1), None if dt is None else dt.reshape(-1, 1)
 
     # ------------------------------------------------------------------ SB3 policy API (recurrent signatures)
     def forward(self, obs: Tensor, state: Tensor, episode_starts: Tensor, deterministic: bool = False,  # type: ignore[override]
@@ -344,7 +430,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         """
         self.set_training_mode(False)
         obs, vectorized_env = self.obs_to_tensor(observation)
-        n_envs = obs.shape[0]
+        n_envs = _obs_batch_size(obs)
         with torch.no_grad():
             if state is None:
                 state_t = self.actor_cell.initial_state(n_envs, self.device)
@@ -391,3 +477,73 @@ class MlpGruPolicy(RecurrentActorCriticPolicy):
     """GRU cells."""
 
     cell_kind = "gru"
+
+
+class CnnRecurrentPolicy(RecurrentActorCriticPolicy):
+    """Image observations: SB3's ``NatureCNN`` features, then the cell chosen by ``cell``."""
+
+    default_features_extractor = NatureCNN
+
+
+class CnnLtcPolicy(MlpLtcPolicy):
+    """``NatureCNN`` features, then Liquid Time-Constant cells."""
+
+    default_features_extractor = NatureCNN
+
+
+class CnnCfcPolicy(MlpCfcPolicy):
+    """``NatureCNN`` features, then CfC cells."""
+
+    default_features_extractor = NatureCNN
+
+
+class CnnLstmPolicy(MlpLstmPolicy):
+    """``NatureCNN`` features, then LSTM cells (sb3-contrib's ``CnnLstmPolicy``)."""
+
+    default_features_extractor = NatureCNN
+
+
+class CnnGruPolicy(MlpGruPolicy):
+    """``NatureCNN`` features, then GRU cells."""
+
+    default_features_extractor = NatureCNN
+
+
+class MultiInputRecurrentPolicy(RecurrentActorCriticPolicy):
+    """Dict observations: SB3's ``CombinedExtractor`` features, then the cell chosen by ``cell``."""
+
+    default_features_extractor = CombinedExtractor
+
+
+class MultiInputLtcPolicy(MlpLtcPolicy):
+    """``CombinedExtractor`` features of Dict observations, then Liquid Time-Constant cells."""
+
+    default_features_extractor = CombinedExtractor
+
+
+class MultiInputCfcPolicy(MlpCfcPolicy):
+    """``CombinedExtractor`` features of Dict observations, then CfC cells."""
+
+    default_features_extractor = CombinedExtractor
+
+
+class MultiInputLstmPolicy(MlpLstmPolicy):
+    """``CombinedExtractor`` features of Dict observations, then LSTM cells (sb3-contrib's ``MultiInputLstmPolicy``)."""
+
+    default_features_extractor = CombinedExtractor
+
+
+class MultiInputGruPolicy(MlpGruPolicy):
+    """``CombinedExtractor`` features of Dict observations, then GRU cells."""
+
+    default_features_extractor = CombinedExtractor
+
+
+#: Every named policy, by the name ``RecurrentPPO("<name>", env)`` accepts.
+POLICY_CLASSES: dict[str, type[RecurrentActorCriticPolicy]] = {
+    "MlpRecurrentPolicy": RecurrentActorCriticPolicy,
+    **{cls.__name__: cls for cls in (
+        MlpLtcPolicy, MlpCfcPolicy, MlpLstmPolicy, MlpGruPolicy,
+        CnnRecurrentPolicy, CnnLtcPolicy, CnnCfcPolicy, CnnLstmPolicy, CnnGruPolicy,
+        MultiInputRecurrentPolicy, MultiInputLtcPolicy, MultiInputCfcPolicy, MultiInputLstmPolicy, MultiInputGruPolicy)},
+}

@@ -24,7 +24,8 @@ from __future__ import annotations
 import io
 import pathlib
 import pickle
-from typing import Any, ClassVar, Iterable, TypeVar
+from collections.abc import Iterable
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -42,15 +43,17 @@ from ltc_rl.rl.buffers import RecurrentRolloutBuffer
 from ltc_rl.rl.guards import guard_updates
 from ltc_rl.rl.elapsed_time import (DEFAULT_ELAPSED_TIME, check_dt_scale, elapsed_times, nominal_period,
                                     reset_infos)
-from ltc_rl.rl.startup_messages import show_startup_messages_once
-from ltc_rl.rl.policies import (MlpCfcPolicy, MlpGruPolicy, MlpLstmPolicy, MlpLtcPolicy,
-                                RecurrentActorCriticPolicy)
+from ltc_rl.startup_messages import show_startup_messages_once
+from ltc_rl.rl.policies import POLICY_CLASSES, RecurrentActorCriticPolicy
 from ltc_rl.errors import ModelFileError
 from ltc_rl.rl.safe_files import read_model_data, reason, save_algorithm
 
 __all__ = ["RecurrentPPO"]
 
 SelfRecurrentPPO = TypeVar("SelfRecurrentPPO", bound="RecurrentPPO")
+
+#: ``sequence_length`` when not given and ``n_steps`` allows it.
+DEFAULT_SEQUENCE_LENGTH = 32
 
 
 class RecurrentPPO(OnPolicyAlgorithm):
@@ -60,17 +63,13 @@ class RecurrentPPO(OnPolicyAlgorithm):
 
     Args:
         n_envs: number of environment copies when ``env`` is an id string (must stay 1 for env objects).
-        sequence_length: length of the training sequences (truncated BPTT); ``batch_size`` (in transitions)
-            must be a multiple of it, and it may not exceed ``n_steps``.
+        sequence_length: length of the training sequences (truncated BPTT), at most ``n_steps``; None (default):
+            ``min(32, n_steps)``. Minibatches hold whole sequences: ``ceil(batch_size / sequence_length)`` of
+            them (``batch_size`` transitions when it is a multiple of ``sequence_length``), the last minibatch
+            of an epoch the sequences left over.
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
-        "MlpLtcPolicy": MlpLtcPolicy,
-        "MlpCfcPolicy": MlpCfcPolicy,
-        "MlpLstmPolicy": MlpLstmPolicy,
-        "MlpGruPolicy": MlpGruPolicy,
-        "MlpRecurrentPolicy": RecurrentActorCriticPolicy,
-    }
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = dict(POLICY_CLASSES)
     policy: RecurrentActorCriticPolicy
     rollout_buffer: RecurrentRolloutBuffer
 
@@ -100,7 +99,7 @@ class RecurrentPPO(OnPolicyAlgorithm):
         seed: int | None = None,
         device: torch.device | str = "auto",
         n_envs: int = 1,
-        sequence_length: int = 32,
+        sequence_length: int | None = None,
         _init_setup_model: bool = True,
     ) -> None:
         if isinstance(env, str):
@@ -121,7 +120,7 @@ class RecurrentPPO(OnPolicyAlgorithm):
         self.clip_range_vf = clip_range_vf
         self.normalize_advantage = normalize_advantage
         self.target_kl = target_kl
-        self.sequence_length = sequence_length
+        self.sequence_length = min(DEFAULT_SEQUENCE_LENGTH, n_steps) if sequence_length is None else sequence_length
         self._last_states: torch.Tensor | None = None
         self._last_dts: np.ndarray | None = None
         if _init_setup_model:
@@ -130,10 +129,8 @@ class RecurrentPPO(OnPolicyAlgorithm):
     def _setup_model(self) -> None:
         if self.sequence_length < 1 or self.sequence_length > self.n_steps:
             raise ValueError(f"sequence_length must lie in [1, n_steps={self.n_steps}], got {self.sequence_length}.")
-        if self.batch_size is not None and (self.batch_size < self.sequence_length
-                                            or self.batch_size % self.sequence_length):
-            raise ValueError(f"batch_size ({self.batch_size}) must be a positive multiple of sequence_length "
-                             f"({self.sequence_length}): minibatches hold whole sequences.")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive number of transitions or None, got {self.batch_size}.")
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(  # type: ignore[assignment]
@@ -234,7 +231,9 @@ class RecurrentPPO(OnPolicyAlgorithm):
                and infos[idx].get("TimeLimit.truncated", False)]
         if not cut:
             return
-        terminal_obs = np.stack([infos[idx]["terminal_observation"] for idx in cut])
+        terminal = [infos[idx]["terminal_observation"] for idx in cut]
+        terminal_obs = ({key: np.stack([obs[key] for obs in terminal]) for key in terminal[0]}
+                        if isinstance(terminal[0], dict) else np.stack(terminal))
         with torch.no_grad():
             values = self.policy.predict_values(
                 obs_as_tensor(terminal_obs, self.device), states[cut],  # type: ignore[arg-type]

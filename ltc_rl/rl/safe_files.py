@@ -41,7 +41,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.save_util import open_path, recursive_getattr, save_to_zip_file
-from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from stable_baselines3.common.running_mean_std import RunningMeanStd
@@ -49,8 +49,7 @@ from torch import nn
 
 from ltc_rl.errors import LtcRlWarning, ModelFileError
 from ltc_rl.rl.buffers import RecurrentRolloutBuffer
-from ltc_rl.rl.policies import (MlpCfcPolicy, MlpGruPolicy, MlpLstmPolicy, MlpLtcPolicy,
-                                RecurrentActorCriticPolicy)
+from ltc_rl.rl.policies import POLICY_CLASSES
 
 __all__ = ["PickleWarning", "reason", "SAFE_CLASSES", "encode_value", "decode_value", "save_algorithm", "read_model_data",
            "NormalizationStats", "write_state", "read_state", "refuse_pickle", "unpickle_trusted"]
@@ -60,11 +59,11 @@ SERIALIZED = ":serialized:"
 _OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.RMSprop)
 _ACTIVATIONS = tuple(c for c in vars(nn.modules.activation).values()
                      if isinstance(c, type) and issubclass(c, nn.Module) and c.__module__ == nn.modules.activation.__name__)
-#: The classes a model zip may name (policies, buffers, feature extractor, activations, optimisers), by
+#: The classes a model zip may name (policies, buffers, feature extractors, activations, optimisers), by
 #: qualified name: nothing else is ever imported or built from a file.
 SAFE_CLASSES: dict[str, type] = {f"{c.__module__}.{c.__qualname__}": c for c in (
-    MlpLtcPolicy, MlpCfcPolicy, MlpLstmPolicy, MlpGruPolicy, RecurrentActorCriticPolicy, ActorCriticPolicy,
-    RolloutBuffer, RecurrentRolloutBuffer, FlattenExtractor, *_OPTIMIZERS, *_ACTIVATIONS)}
+    *POLICY_CLASSES.values(), ActorCriticPolicy, RolloutBuffer, RecurrentRolloutBuffer, FlattenExtractor, NatureCNN,
+    CombinedExtractor, *_OPTIMIZERS, *_ACTIVATIONS)}
 _NUMERIC_KINDS = "biuf"
 
 
@@ -307,7 +306,7 @@ class NormalizationStats:
     norm_obs_keys: list[str] | None = None
 
     @classmethod
-    def from_vecnormalize(cls, venv: VecNormalize) -> "NormalizationStats":
+    def from_vecnormalize(cls, venv: VecNormalize) -> NormalizationStats:
         return cls(_moments_dict(venv.obs_rms), venv.ret_rms, float(venv.clip_obs), float(venv.clip_reward),
                    float(venv.gamma), float(venv.epsilon), bool(venv.norm_obs), bool(venv.norm_reward),
                    list(venv.norm_obs_keys) if venv.norm_obs_keys is not None else None)
@@ -362,7 +361,7 @@ class NormalizationStats:
         np.savez(handle, **arrays)
 
     @classmethod
-    def read(cls, path: str | Path) -> "NormalizationStats":
+    def read(cls, path: str | Path) -> NormalizationStats:
         """Read what :meth:`write` wrote (``allow_pickle=False``); ``ValueError`` / ``KeyError`` / ``OSError``
         if unreadable."""
         with np.load(path, allow_pickle=False) as saved:

@@ -11,32 +11,28 @@ overrides (``n_steps=256``, ``policy_kwargs.units=32``), then from explicit opti
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import LinearSchedule
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from torch import nn
 
 from ltc_rl.devices import check_device
+from ltc_rl.env_api import VEC_ENVS, check_registered_env_id
 from ltc_rl.errors import ConfigError
 from ltc_rl.rl.ppo import RecurrentPPO
 from ltc_rl.runs.layout import CONFIG_FILE
 
-__all__ = ["PolicyChoice", "POLICIES", "ALGORITHMS", "HYPERPARAM_FILES", "ACTIVATIONS", "VEC_ENVS", "RunConfig",
+__all__ = ["PolicyChoice", "POLICIES", "ALGORITHMS", "HYPERPARAM_FILES", "ACTIVATIONS", "RunConfig",
            "check_hyperparams", "check_env_id", "load_hyperparams", "read_yaml_file", "hyperparams_notice",
            "parse_frame_range", "parse_overrides", "resolve_config"]
-
-#: The vectorisations a run can use (``--vec-env``); ``envs.make_vec`` takes the same names.
-VEC_ENVS: dict[str, type[VecEnv]] = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
 
 @dataclass(frozen=True)
 class PolicyChoice:
@@ -162,6 +158,13 @@ POLICY_KWARGS_SCHEMA: dict[str, _Check] = {
     "critic": _NAME,
     "controller": _OPTIONAL_BOOL,
     "time_unit": ("null or a number > 0", lambda v: v is None or (_is_number(v) and v > 0)),
+    "n_layers": _POSITIVE_INT,
+    # sb3-contrib's names for units, n_layers, cell_kwargs and critic (see ltc_rl.rl.policies)
+    "lstm_hidden_size": _POSITIVE_INT,
+    "n_lstm_layers": _POSITIVE_INT,
+    "lstm_kwargs": _MAPPING,
+    "enable_critic_lstm": _BOOL,
+    "shared_lstm": _BOOL,
 }
 #: Settings that configure the pipeline rather than the algorithm.
 PIPELINE_KEYS = ("n_envs", "n_timesteps", "normalize", "eval_freq", "n_eval_episodes", "checkpoint_freq")
@@ -292,12 +295,7 @@ def check_env_id(env_id: str, env_ids: Sequence[str] | None = None) -> None:
     if env_ids is not None:
         _check_name(env_id, list(env_ids), "environment id")
         return
-    if env_id in gym.registry:
-        return
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
-    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-    raise ConfigError(f"unknown environment id {env_id!r}{hint}; any id registered with gymnasium works: register "
-                      "yours, or import the package that does (scripts: --gym-packages PACKAGE).")
+    check_registered_env_id(env_id)
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -331,7 +329,7 @@ class RunConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         names = {f.name for f in fields(cls)}
         missing = [f.name for f in fields(cls)
                    if f.name not in data and f.default is MISSING and f.default_factory is MISSING]

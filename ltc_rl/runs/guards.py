@@ -101,7 +101,7 @@ class VecCheckFinite(VecEnvWrapper):
 
 
 class _StopCallback(BaseCallback):
-    def __init__(self, request: "StopRequest") -> None:
+    def __init__(self, request: StopRequest) -> None:
         super().__init__()
         self.request = request
 
@@ -133,7 +133,7 @@ class StopRequest:
             print(f"\n{signal.Signals(signal_number).name} received: stopping after the current step and saving a "
                   "checkpoint (send it again to stop at once)", file=sys.stderr, flush=True)
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for number in self.SIGNALS:
                 self._previous[number] = signal.signal(number, self._handle)

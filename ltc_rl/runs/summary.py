@@ -67,7 +67,7 @@ class RunRecord:
     problem: str | None = None
 
     @classmethod
-    def unreadable(cls, run_dir: Path, problem: str) -> "RunRecord":
+    def unreadable(cls, run_dir: Path, problem: str) -> RunRecord:
         """A run folder whose files are corrupt: listed as excluded, never summarised."""
         return cls(run_dir, "?", "?", -1, 0, {}, np.zeros(0, dtype=np.int64), np.zeros(0), problem)
 

@@ -30,11 +30,11 @@ import signal
 import subprocess
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import yaml
@@ -49,7 +49,8 @@ from ltc_rl.devices import check_device
 from ltc_rl.errors import (ConfigError, DivergenceError, LtcRlWarning, ModelFileError, TrainingInterrupted,
                            check_output_name, one_line)
 from ltc_rl.kernels import native
-from ltc_rl.runs.config import ALGORITHMS, VEC_ENVS, RunConfig, hyperparams_notice
+from ltc_rl.env_api import vec_env_class
+from ltc_rl.runs.config import ALGORITHMS, RunConfig, hyperparams_notice
 from ltc_rl.runs.callbacks import (RunCheckpointCallback, RunEvaluationCallback, ProgressBar, save_model,
                                    save_vecnormalize)
 from ltc_rl.runs.files import atomic_write, remove_stale_temporaries
@@ -63,7 +64,7 @@ from ltc_rl.runs.run_state import restore_training_state, rewind_monitor_files
 from ltc_rl.runs.serialization import check_spaces, inspect_model_file, load_model, load_vecnormalize
 from ltc_rl.runs.curves import plot_learning_curve
 from ltc_rl.rl.elapsed_time import DEFAULT_ELAPSED_TIME, nominal_period
-from ltc_rl.rl.startup_messages import show_startup_messages_once
+from ltc_rl.startup_messages import show_startup_messages_once
 
 __all__ = ["SessionOptions", "TrainResult", "EnvFactory", "sb3_make_vec", "build_model", "validate", "train",
            "resume"]
@@ -85,7 +86,7 @@ def sb3_make_vec(env_id: str, n_envs: int = 1, seed: int | None = None, vec_env:
         raise ConfigError(f"environment options {sorted(env_options)} need an env factory that supports them; "
                           "pass make_env=envs.make_vec (scripts/train.py does).")
     show_startup_messages_once()
-    return make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=VEC_ENVS[vec_env], monitor_dir=monitor_dir,
+    return make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=vec_env_class(vec_env), monitor_dir=monitor_dir,
                         monitor_kwargs=monitor_kwargs)
 
 
@@ -181,7 +182,7 @@ def _session_record(kind: str, argv: Sequence[str] | None, device: str) -> dict[
 EvaluationHook = Callable[[dict[str, np.ndarray]], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class SessionOptions:
     """How a training session reports and where it starts from (not part of the run's configuration).
 

@@ -24,7 +24,7 @@ from torch import Tensor
 from ltc_rl.seqpred.data import SequenceSplit, SequenceSplits
 from ltc_rl.seqpred.models import SequencePredictor, count_parameters
 
-__all__ = ["TrainConfig", "RunResult", "evaluate", "train_predictor"]
+__all__ = ["TrainConfig", "RunResult", "prediction_errors", "train_predictor"]
 
 
 @dataclass
@@ -72,7 +72,7 @@ class RunResult:
 
 
 @torch.no_grad()
-def evaluate(model: SequencePredictor, split: SequenceSplit, batch_size: int = 1024,
+def prediction_errors(model: SequencePredictor, split: SequenceSplit, batch_size: int = 1024,
              device: str = "cpu") -> tuple[float, float]:
     """Mean squared and mean absolute error over every step and feature of ``split``."""
     was_training = model.training
@@ -111,7 +111,7 @@ def train_predictor(model: SequencePredictor, splits: SequenceSplits, config: Tr
     rng = np.random.default_rng(config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
 
-    valid_mse, valid_mae = evaluate(model, splits.valid, config.eval_batch_size, device)
+    valid_mse, valid_mae = prediction_errors(model, splits.valid, config.eval_batch_size, device)
     history = [{"epoch": 0, "train_mse": math.nan, "valid_mse": valid_mse, "valid_mae": valid_mae}]
     best_epoch, best_state = 0, copy.deepcopy(model.state_dict())
     best_valid = (valid_mse, valid_mae) if math.isfinite(valid_mse) else (math.inf, math.inf)
@@ -126,7 +126,7 @@ def train_predictor(model: SequencePredictor, splits: SequenceSplits, config: Tr
             optimizer.step()
             model.apply_weight_constraints()
             losses.append(float(loss.detach()))
-        valid_mse, valid_mae = evaluate(model, splits.valid, config.eval_batch_size, device)
+        valid_mse, valid_mae = prediction_errors(model, splits.valid, config.eval_batch_size, device)
         seconds += time.perf_counter() - started
         record = {"epoch": epoch, "train_mse": float(np.mean(losses)), "valid_mse": valid_mse, "valid_mae": valid_mae}
         history.append(record)
@@ -140,7 +140,7 @@ def train_predictor(model: SequencePredictor, splits: SequenceSplits, config: Tr
             break
 
     model.load_state_dict(best_state)
-    test_mse, test_mae = evaluate(model, splits.test, config.eval_batch_size, device)
+    test_mse, test_mae = prediction_errors(model, splits.test, config.eval_batch_size, device)
     result = RunResult(model=name, seed=config.seed, params=count_parameters(model), epochs_run=len(history) - 1,
                        best_epoch=best_epoch, valid_mse=best_valid[0], valid_mae=best_valid[1], test_mse=test_mse,
                        test_mae=test_mae, seconds_per_epoch=seconds / max(1, len(history) - 1), diverged=diverged,

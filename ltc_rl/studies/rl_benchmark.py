@@ -171,7 +171,7 @@ class BenchmarkSettings:
                 "thresholds": list(self.thresholds), "command": self.command}
 
     @classmethod
-    def from_dict(cls, document: Mapping[str, Any]) -> "BenchmarkSettings":
+    def from_dict(cls, document: Mapping[str, Any]) -> BenchmarkSettings:
         return cls(tasks={name: _task_spec(name, entry) for name, entry in document["tasks"].items()},
                    policies={name: _policy_spec(name, entry) for name, entry in document["policies"].items()},
                    cells=tuple(tuple(cell) for cell in document["cells"]),  # type: ignore[misc]

@@ -1,6 +1,6 @@
 """Messages the simulators repeat for every environment copy, shown once per process instead.
 
-Installed by ``import envs`` and by ``RecurrentPPO`` / the training pipeline when they make environments
+Installed by ``envs.make`` and by ``RecurrentPPO`` / the training pipeline when they make environments
 from an id.
 
 Making a MuJoCo v4 task prints MuJoCo's ``settotalmass is deprecated`` warning (from the task's XML) and
@@ -19,7 +19,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import mujoco
 from gymnasium import logger as gym_logger
 
 __all__ = ["show_startup_messages_once"]
@@ -62,10 +61,12 @@ def _once(deprecation: Callable[..., None]) -> Callable[..., None]:
 
 
 def show_startup_messages_once() -> None:
-    """Installs the once-per-process wrappers (idempotent; runs on ``import envs``).
+    """Installs the once-per-process wrappers (idempotent; ``envs.make`` calls it before making an env).
 
     MuJoCo's warning handler is process-wide; one that someone else installed is left in place.
     """
+    import mujoco  # here, not at import: importing the simulator takes a good part of a second
+
     if not getattr(gym_logger.deprecation, "shows_once", False):
         gym_logger.deprecation = _once(gym_logger.deprecation)
     if mujoco.get_mju_user_warning() in (None, _mujoco_warning):

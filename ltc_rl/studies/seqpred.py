@@ -1,8 +1,8 @@
 """The paper's Half-Cheetah sequence-prediction study: every model x every seed, then the report.
 
-:func:`run_study` loads the splits once, trains one :class:`~ltc_rl.seqpred.models.SequencePredictor`
-per (model, seed) with the paper's settings, shows one progress bar over all epochs, and
-writes into ``out``:
+:func:`run_seqpred_study` loads the splits once, trains one
+:class:`~ltc_rl.seqpred.models.SequencePredictor` per (model, seed) with the paper's settings, shows
+one progress bar over all epochs, and writes into ``out``:
 
 * ``results.md``: the table (mean +- std over seeds of test MSE and MAE, parameters, seconds
   per epoch) next to the paper's test MSE, and whether the paper's claims reproduce;
@@ -35,11 +35,11 @@ from ltc_rl.devices import check_device
 from ltc_rl.errors import ConfigError, OutputExistsError, check_output_name
 from ltc_rl.seqpred.data import SequenceSplits, load_splits
 from ltc_rl.seqpred.models import SEQPRED_MODELS, build_predictor, learning_rate_for
-from ltc_rl.seqpred.report import (aggregate, markdown_table, plot_validation_curves, target_check,
+from ltc_rl.studies.seqpred_report import (aggregate, markdown_table, plot_validation_curves, target_check,
                                    write_history_csv, write_runs_csv, write_summary_csv)
 from ltc_rl.seqpred.training import RunResult, TrainConfig, train_predictor
 
-__all__ = ["StudyConfig", "StudyResult", "run_study"]
+__all__ = ["StudyConfig", "StudyResult", "run_seqpred_study"]
 
 
 @dataclass
@@ -187,7 +187,7 @@ def _write_report(config: StudyConfig, splits: SequenceSplits, runs: list[RunRes
     return rows, table, files
 
 
-def run_study(config: StudyConfig) -> StudyResult:
+def run_seqpred_study(config: StudyConfig) -> StudyResult:
     """Train every model for every seed on ``config.data`` and write the report into ``config.out``.
 
     The report files are rewritten after every finished run, so a long study leaves partial

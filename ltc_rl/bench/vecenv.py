@@ -19,8 +19,9 @@ import torch
 from stable_baselines3.common.vec_env import VecNormalize
 
 from ltc_rl.errors import ConfigError
-from ltc_rl.rl.benchmark import _RolloutTimer
-from ltc_rl.runs.config import POLICIES, VEC_ENVS, resolve_config
+from ltc_rl.bench.ppo import RolloutTimer
+from ltc_rl.env_api import VEC_ENVS
+from ltc_rl.runs.config import POLICIES, resolve_config
 from ltc_rl.runs.training import EnvFactory, build_model, sb3_make_vec
 
 __all__ = ["VecEnvBenchSettings", "VecEnvResult", "run_vec_env_benchmark", "format_vec_env_results"]
@@ -72,7 +73,7 @@ def _time_one(settings: VecEnvBenchSettings, policy: str, vec_env: str, make_env
         env = VecNormalize(env, **normalize)
     try:
         model = build_model(config, env)
-        timer = _RolloutTimer()
+        timer = RolloutTimer()
         start = time.perf_counter()
         model.learn(steps, callback=timer)
         seconds = time.perf_counter() - start

@@ -31,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["Case", "Result", "default_cases", "run_case", "run_cases", "format_table", "worker_main",
+__all__ = ["Case", "Result", "default_cases", "run_case", "run_cases", "format_cell_results", "worker_main",
            "interleaved_latency", "sequence_step_latency", "format_step_latency", "STEP_SHAPES"]
 
 IMPLEMENTATIONS = ("ncps", "ltc_rl")
@@ -78,7 +78,7 @@ class Result:
 
 
 def default_cases(quick: bool = False, device: str = "cpu", threads: int = 2) -> list[Case]:
-    """The issue's shapes: training FC 64 (time, memory), batch-1 latency FC 32/64, AutoNCP vs FC,
+    """The reference shapes: training FC 64 (time, memory), batch-1 latency FC 32/64, AutoNCP vs FC,
     FC 128/256 within 4 GB (ncps attempted under a cap); on CUDA, FC 64 at batch 1024."""
     steps, repeats, window = (32, 1, 0.0) if quick else (128, 5, 8.0)
     base = Case("ltc_rl", "train", "fc", 64, 64, steps, repeats=repeats, window_seconds=window, threads=threads,
@@ -237,7 +237,7 @@ def worker_main() -> None:
 # ---------------------------------------------------------------------------- driver
 def run_case(case: Case, timeout_s: float = 1800.0) -> Result:
     """Measure ``case`` in a fresh interpreter."""
-    command = [sys.executable, "-c", "from ltc_rl.kernels.benchmark import worker_main; worker_main()",
+    command = [sys.executable, "-c", "from ltc_rl.bench.cell import worker_main; worker_main()",
                json.dumps(asdict(case))]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=os.environ.copy())
@@ -289,7 +289,7 @@ def _ok(result: Result | None) -> bool:
     return result is not None and result.status == "ok"
 
 
-def format_table(results: list[Result]) -> str:
+def format_cell_results(results: list[Result]) -> str:
     """A markdown table per measure, with ncps/ltc_rl ratios from the same run."""
     lines = []
     train = sorted({(r.case.wiring, r.case.units, r.case.batch) for r in results if r.case.kind == "train"},
