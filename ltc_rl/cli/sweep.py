@@ -8,7 +8,7 @@
 Rerunning the same command resumes an interrupted sweep (finished trials are not trained again).
 Needs the distributed extra: pip install ltc_rl[distributed]. Search-space YAML (dotted names for nested
 hyperparameters): `n_steps: [256, 512]`, `learning_rate: {loguniform: [1.0e-4, 1.0e-3]}`,
-`policy_kwargs.units: {randint: [16, 64]}` (see ltc_rl/sweep.py).
+`policy_kwargs.units: {randint: [16, 64]}` (see ltc_rl/runs/sweep.py).
 """
 
 from __future__ import annotations
