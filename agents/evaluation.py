@@ -291,9 +291,11 @@ def write_json(path: str | Path, agent: LTCAgent, results: list[EvaluationResult
 # ---------------------------------------------------------------------------------------------- neurons
 @dataclass
 class EpisodeTrace:
-    """One episode step by step: the agent's state after each step, actions, rewards and elapsed times."""
+    """One episode step by step: the observation the agent read at each step, its state after the step, actions,
+    rewards and elapsed times."""
 
     env_id: str
+    observations: np.ndarray | dict[str, np.ndarray]  # (T, *observation_shape) as the environment returned them
     states: np.ndarray  # (T, state_size)
     actions: np.ndarray  # (T, ...)
     rewards: np.ndarray  # (T,)
@@ -311,12 +313,14 @@ def record_episode(agent: LTCAgent, env_id: str | None = None, obs_noise: float 
     if agent.state_size == 0:
         raise ConfigError("a feed-forward policy has no recurrent state (no neurons) to trace.")
     env = _make_single(agent, env_id, obs_noise, seed)
+    observations: list[Any] = []
     states, actions, rewards, dts = [], [], [], []
     try:
         obs, info = env.reset(seed=seed)
         agent.reset()
         while max_steps is None or len(rewards) < max_steps:
             dt = info.get(ELAPSED_TIME_KEY)
+            observations.append(obs)
             action = agent.act(obs, dt=dt, deterministic=deterministic)
             assert agent.state is not None
             states.append(agent.state[0].cpu().numpy().copy())
@@ -328,7 +332,9 @@ def record_episode(agent: LTCAgent, env_id: str | None = None, obs_noise: float 
                 break
     finally:
         env.close()
-    return EpisodeTrace(env.spec.id if env.spec else str(env_id), np.stack(states), np.stack(actions),
+    stacked = ({key: np.stack([o[key] for o in observations]) for key in observations[0]}
+               if isinstance(observations[0], dict) else np.stack(observations))
+    return EpisodeTrace(env.spec.id if env.spec else str(env_id), stacked, np.stack(states), np.stack(actions),
                         np.asarray(rewards), np.asarray(dts), deterministic)
 
 

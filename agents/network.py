@@ -138,19 +138,22 @@ class PolicyNetwork(nn.Module):
             obs = torch.addcmul(parts.shift, obs, parts.scale).clamp_(-parts.clip, parts.clip)
         return obs
 
+    def cell_input(self, obs: Tensor | dict[str, Tensor]) -> Tensor:
+        """What the recurrent cell reads, ``(batch, features)``: the observation normalised, then flattened or
+        passed through the policy's features extractor."""
+        if self.features is None:
+            x = self.normalize(obs)
+            return x if x.dim() == 2 else x.flatten(1)
+        return self.features(preprocess_obs(obs if self.dict_observations else self.normalize(obs),
+                                            self.observation_space, self.normalize_images))
+
     def action_parameters(self, obs: Tensor | dict[str, Tensor], state: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor]:
         """Action means (Box) or logits (Discrete) ``(batch, width)`` and the new state.
 
         ``obs`` ``(batch, *observation_shape)`` raw; ``state`` ``(batch, state_size)``; ``dt`` ``(batch,)``
         elapsed times in the environment's unit, or None for one nominal step each.
         """
-        if self.features is None:
-            x = self.normalize(obs)
-            if x.dim() != 2:
-                x = x.flatten(1)
-        else:
-            x = self.features(preprocess_obs(obs if self.dict_observations else self.normalize(obs),
-                                             self.observation_space, self.normalize_images))
+        x = self.cell_input(obs)
         parts = self._parts()
         if parts.cell is not None:
             timed = dt is not None and self.time_unit is not None and self.cell.uses_time

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
@@ -13,9 +14,10 @@ from stable_baselines3 import PPO
 
 import envs
 from agents import LTCAgent, RunFolderError, export_onnx, export_torchscript, load_torchscript
+from agents.diagnostics import diagnose_cell, format_diagnostics
 from agents.benchmark import agent_step_latency, format_agent_latency, halfcheetah_sized_agent
 from agents.evaluation import (EnvMismatchError, VideoUnavailableError, evaluate_agent, opengl_backend,
-                               record_video)
+                               record_episode, record_video)
 from ltc_rl import wirings
 from ltc_rl.rl import RecurrentPPO
 from ltc_rl.runs.callbacks import save_model
@@ -266,9 +268,10 @@ def test_evaluate_script_writes_tables_json_and_neuron_plots(pendulum_run, tmp_p
     out = tmp_path / "eval.json"
     plot = tmp_path / "neurons.png"
     argv = ["--model", str(pendulum_run), "--episodes", "2", "--obs-noise", "0", "0.3",
-            "--json", str(out), "--plot-neurons", str(plot)]
+            "--json", str(out), "--plot-neurons", str(plot), "--diagnose"]
     assert evaluate_script.main(argv) == 0
     printed = capsys.readouterr().out
+    assert "LTCCell over one episode" in printed and "memory" in printed
     # deterministic by default (as training's evaluations and LTCAgent.act), and the table says so
     assert "| Pendulum-v1 | 0 | deterministic | 2 |" in printed and "| Pendulum-v1 | 0.3 | deterministic | 2 |" in printed
     document = json.loads(out.read_text())
@@ -277,6 +280,30 @@ def test_evaluate_script_writes_tables_json_and_neuron_plots(pendulum_run, tmp_p
     for result in document["results"]:
         assert len(result["returns"]) == 2 and result["mean_return"] == pytest.approx(np.mean(result["returns"]))
     assert plot.stat().st_size > 10_000 and (tmp_path / "neurons_wiring.png").stat().st_size > 10_000
+    diagnostics = document["cell_diagnostics"]
+    low, median, high = diagnostics["time_constants"]
+    assert 0 < low <= median <= high and diagnostics["memory"] >= 0 and diagnostics["steps"] > 0
+
+
+def _cell_diagnostics_with_cm(run, cm: float):
+    """Diagnostics of the run's agent with every membrane capacitance set to ``cm``."""
+    agent = LTCAgent.load(run)
+    trace = record_episode(agent, max_steps=40)
+    cell = agent.network.cell
+    with torch.no_grad():
+        cell.cm.fill_(math.log(math.expm1(cm)) if cell.implicit_param_constraints else cm)
+    return diagnose_cell(agent, trace)
+
+
+def test_cell_diagnostics_follow_the_membrane_time_constant(pendulum_run):
+    # a huge capacitance: time constants of thousands of steps, the state kept; a tiny one: settled at once
+    slow = _cell_diagnostics_with_cm(pendulum_run, 1e4)
+    fast = _cell_diagnostics_with_cm(pendulum_run, 1e-6)
+    assert slow.steps == fast.steps == 40
+    assert slow.time_constants[0] > 100 and slow.memory > 0.95
+    assert fast.time_constants[2] < 1e-3 and fast.memory < 0.05
+    assert slow.sensitivity_negative < fast.sensitivity_negative  # a slow membrane barely moves with its input
+    assert "time constants" in format_diagnostics(slow, "LTCCell")
 
 
 def test_evaluate_script_samples_only_with_stochastic(pendulum_run, tmp_path, capsys):

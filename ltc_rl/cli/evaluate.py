@@ -3,6 +3,7 @@
     python scripts/evaluate.py --model runs/HalfCheetah-v5_ltc_seed0 --episodes 10
     python scripts/evaluate.py --model RUN_DIR --obs-noise 0 0.1 0.2 --json eval.json     # robustness table
     python scripts/evaluate.py --model RUN_DIR --plot-neurons neurons.png --video cheetah.mp4
+    python scripts/evaluate.py --model RUN_DIR --diagnose        # time constants, memory, input sensitivity
     python scripts/evaluate.py --model RUN_DIR/best --env HalfCheetahNoVel-v5             # another task id
     python scripts/evaluate.py --model RUN_DIR --load-checkpoint 100000                   # or --load-best
     python scripts/evaluate.py --model RUN_DIR/checkpoints/ckpt_100000_steps.zip          # a checkpoint zip
@@ -22,6 +23,7 @@ import argparse
 import sys
 import warnings
 
+from agents.diagnostics import diagnose_cell, format_diagnostics
 from agents.evaluation import (check_noise_levels, check_video, format_table, load_agent, plot_neuron_activity,
                                record_episode, record_video, resolve_env_id, robustness, write_json)
 from ltc_rl.cli import add_alias, add_obs_noise
@@ -50,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
     parser.add_argument("--plot-neurons", metavar="OUT.png",
                         help="neuron activity over one episode (+ OUT_wiring.png, the wiring diagram)")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="time constants, memory and input sensitivity of the recurrent cell over one episode "
+                             "(also in --json)")
     parser.add_argument("--video", metavar="OUT.mp4", help="render one episode (.mp4 or .gif)")
     parser.add_argument("--video-steps", type=int, default=1000, help="at most this many video frames (default 1000)")
     parser.add_argument("--device", default="cpu", help="torch device of the agent (default cpu)")
@@ -73,10 +78,16 @@ def run(args: argparse.Namespace) -> int:
         check_video(args.video, resolve_env_id(agent, args.env))
     results = robustness(agent, levels, args.episodes, args.env, deterministic, args.seed)
     print(format_table(results))
+    trace = record_episode(agent, args.env, levels[0], args.seed, deterministic) \
+        if args.plot_neurons or args.diagnose else None
+    extra = {}
+    if args.diagnose:
+        diagnostics = diagnose_cell(agent, trace)
+        print(format_diagnostics(diagnostics, type(agent.cell).__name__))
+        extra["cell_diagnostics"] = diagnostics.to_dict()
     if args.json:
-        print(f"wrote {write_json(args.json, agent, results, deterministic=deterministic, seed=args.seed)}")
+        print(f"wrote {write_json(args.json, agent, results, deterministic=deterministic, seed=args.seed, **extra)}")
     if args.plot_neurons:
-        trace = record_episode(agent, args.env, levels[0], args.seed, deterministic)
         for path in plot_neuron_activity(agent, trace, args.plot_neurons):
             print(f"wrote {path}")
     if args.video:

@@ -1,0 +1,109 @@
+"""What a trained recurrent policy does with time, measured along one recorded episode.
+
+Three numbers explain most of how an LTC policy behaves in control (BENCHMARKS.md, "Policy quality"):
+
+- **time constants**: the liquid time constant ``cm / (gleak + synaptic conductance)`` of every neuron at every
+  step (LTC cells only), in nominal control steps. Far below 1, the cell settles within one step and acts as an
+  equilibrium (memoryless) network; near or above 1, its state carries over from step to step.
+- **memory**: how much of a small perturbation of the state survives one step, ``|h'(h + d) - h'(h)| / |d|``
+  for the same input (median over the episode). Near 0: the next state ignores the previous one; near 1: it
+  keeps it. This holds for every cell (LSTM, GRU, CfC as well as LTC).
+- **input sensitivity**: the mean ``|d next state / d input|`` over the inputs the cell read below zero and
+  above zero, separately. An LTC reads each input through sigmoids whose thresholds start above zero, so
+  standardised inputs below zero can be almost invisible to it; the ratio says by how much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.agent import LTCAgent
+from agents.evaluation import EpisodeTrace
+from ltc_rl.errors import ConfigError
+
+__all__ = ["CellDiagnostics", "diagnose_cell", "format_diagnostics"]
+
+#: Size of the state perturbation behind ``memory`` (small: the response stays linear).
+PERTURBATION = 1e-3
+
+
+@dataclass(frozen=True)
+class CellDiagnostics:
+    """The time behaviour of an agent's recurrent cell over one episode (see the module docstring)."""
+
+    steps: int
+    time_constants: tuple[float, float, float] | None  # 5th, 50th, 95th percentile, control steps; None: not an LTC
+    memory: float  # median fraction of a state perturbation kept after one step
+    sensitivity_negative: float  # mean |d next state / d input| over inputs below zero
+    sensitivity_positive: float  # ... and over inputs at or above zero
+    state_std: float  # spread of the state over the episode, mean over neurons
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _as_tensor(observations: np.ndarray | dict[str, np.ndarray], device: torch.device) -> Any:
+    if isinstance(observations, dict):
+        return {key: torch.as_tensor(value, device=device) for key, value in observations.items()}
+    return torch.as_tensor(observations, device=device)
+
+
+def diagnose_cell(agent: LTCAgent, trace: EpisodeTrace, seed: int = 0) -> CellDiagnostics:
+    """Time constants, memory and input sensitivity of ``agent``'s cell along ``trace`` (recorded with
+    :func:`agents.evaluation.record_episode` from this agent); ``seed`` draws the state perturbation."""
+    network = agent.network
+    cell = network.cell
+    if cell is None:
+        raise ConfigError("a feed-forward policy has no recurrent cell to diagnose.")
+    device = next(network.parameters()).device
+    steps = len(trace.rewards)
+    after = torch.as_tensor(trace.states, dtype=torch.float32, device=device)
+    before = torch.cat([network.initial_state(1).to(after.dtype), after[:-1]])  # the state each step started from
+    timed = network.time_unit is not None and cell.uses_time
+    dt = torch.as_tensor(trace.dts / network.time_unit, dtype=torch.float32, device=device) if timed else None
+    with torch.no_grad():
+        inputs = network.cell_input(_as_tensor(trace.observations, device)).float()
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        perturbation = PERTURBATION * torch.randn(before.shape, generator=generator).to(device)
+        _, unperturbed = cell(inputs, before, dt)
+        _, perturbed = cell(inputs, before + perturbation, dt)
+        kept = (perturbed - unperturbed).norm(dim=1) / perturbation.norm(dim=1)
+        taus = cell.time_constants(inputs, before) if hasattr(cell, "time_constants") else None
+    quantiles = None
+    if taus is not None:
+        quantiles = tuple(float(q) for q in torch.quantile(taus.flatten().double(),
+                                                           torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64)))
+    readable = inputs.detach().requires_grad_(True)
+    with torch.enable_grad():
+        _, state = cell(readable, before, dt)
+        jacobian = torch.zeros_like(readable)
+        for neuron in range(state.shape[1]):  # rows are independent steps: one backward pass per neuron
+            (grad,) = torch.autograd.grad(state[:, neuron].sum(), readable, retain_graph=True)
+            jacobian += grad.abs()
+    jacobian /= state.shape[1]
+    below = inputs < 0
+    return CellDiagnostics(
+        steps=steps, time_constants=quantiles, memory=float(kept.median()),
+        sensitivity_negative=float(jacobian[below].mean()) if below.any() else float("nan"),
+        sensitivity_positive=float(jacobian[~below].mean()) if (~below).any() else float("nan"),
+        state_std=float(after.std(dim=0).mean()) if steps > 1 else 0.0)
+
+
+def format_diagnostics(diagnostics: CellDiagnostics, cell_name: str) -> str:
+    """A few lines for the terminal: the numbers and what they mean."""
+    lines = [f"{cell_name} over one episode ({diagnostics.steps} steps):"]
+    if diagnostics.time_constants is not None:
+        low, median, high = diagnostics.time_constants
+        lines.append(f"  time constants {low:.3g} / {median:.3g} / {high:.3g} control steps (5th / 50th / 95th "
+                     "percentile; below 1: the cell settles within a step)")
+    lines.append(f"  memory {diagnostics.memory:.3f} (share of a state perturbation kept after one step)")
+    ratio = diagnostics.sensitivity_positive / diagnostics.sensitivity_negative \
+        if diagnostics.sensitivity_negative > 0 else float("inf")
+    lines.append(f"  input sensitivity {diagnostics.sensitivity_negative:.3g} below zero, "
+                 f"{diagnostics.sensitivity_positive:.3g} above ({ratio:.1f}x)")
+    lines.append(f"  state spread {diagnostics.state_std:.3g} (std over the episode, mean over neurons)")
+    return "\n".join(lines)
