@@ -1,12 +1,12 @@
 """LTC cell speed and memory: ltc_rl's fast path vs ncps.torch.LTC on the same shapes, in one run.
 
-    python scripts/bench_cell.py                 # the issue's shapes on CPU (about 2 minutes)
+    python scripts/bench_cell.py                 # the BENCHMARKS.md shapes on CPU (about 2 minutes)
     python scripts/bench_cell.py --quick         # sequence 32, one repeat
     python scripts/bench_cell.py --device cuda   # FC 64, batch 1024, sequence 128 on the GPU
     python scripts/bench_cell.py --json out.json # also write every measurement as JSON
 
 Every case runs in its own subprocess (peak memory is attributable; memory-capped, so an ncps
-shape that needs too much memory is reported as OOM). See ltc_rl/kernels/benchmark.py.
+shape that needs too much memory is reported as OOM). See ltc_rl/bench/cell.py.
 """
 
 from __future__ import annotations
