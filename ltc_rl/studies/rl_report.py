@@ -169,6 +169,11 @@ def _seed_counts(groups: dict[str, list[RunResult]]) -> str:
     return f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds"
 
 
+def _labelled(policy: str, seeds: int) -> str:
+    """A legend entry: the policy and how many seeds stand behind its curve."""
+    return f"{policy} ({seeds} seed{'' if seeds == 1 else 's'})"
+
+
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -195,7 +200,7 @@ def _plot_task(output: Path, task: str, groups: dict[str, list[RunResult]], leve
     for policy, runs in groups.items():
         steps, table = _curve(runs)
         point, low, high = interval_estimate(iqm, table, reps=reps, confidence=confidence)
-        ax.plot(steps, point, marker="o", markersize=3, color=colors[policy], label=f"{policy} ({len(runs)} seeds)")
+        ax.plot(steps, point, marker="o", markersize=3, color=colors[policy], label=_labelled(policy, len(runs)))
         ax.fill_between(steps, low, high, color=colors[policy], alpha=0.2)
     ax.set(title=f"{task}: evaluation return, IQM and {level} bootstrap CI ({seeds})",
            xlabel="environment steps", ylabel="episode return (deterministic evaluation)")
@@ -209,11 +214,11 @@ def _plot_task(output: Path, task: str, groups: dict[str, list[RunResult]], leve
     for policy, runs in groups.items():
         point, low, high = interval_estimate(lambda x: (x > taus).mean(axis=0), _finals(runs), reps=reps,
                                              confidence=confidence)
-        profiles[f"{policy} ({len(runs)} seeds)"], intervals[f"{policy} ({len(runs)} seeds)"] = point, (low, high)
+        profiles[_labelled(policy, len(runs))], intervals[_labelled(policy, len(runs))] = point, (low, high)
     fig, ax = plt.subplots(figsize=(8, 5))
     plot_utils.plot_performance_profiles(
         profiles, taus, performance_profile_cis=intervals, ax=ax,
-        colors={f"{p} ({len(r)} seeds)": colors[p] for p, r in groups.items()},
+        colors={_labelled(p, len(r)): colors[p] for p, r in groups.items()},
         xlabel=r"final evaluation return $\tau$", ylabel=r"fraction of runs with return $> \tau$",
         labelsize="large", ticklabelsize="medium")
     ax.set_title(f"{task}: performance profile, {level} bootstrap CI ({seeds})")
@@ -232,7 +237,7 @@ def _plot_task(output: Path, task: str, groups: dict[str, list[RunResult]], leve
             y = np.array([est.value for _, est in rows])
             err = np.array([[est.value - est.low, est.high - est.value] for _, est in rows]).T
             ax.errorbar(x, y, yerr=err, marker="o", capsize=4, color=colors[policy],
-                        label=f"{policy} ({min(est.n for _, est in rows)} seeds)")
+                        label=_labelled(policy, min(est.n for _, est in rows)))
         ax.set(title=f"{task}: return under observation noise, IQM and {level} CI ({_seed_counts(noisy)})",
                xlabel="observation noise sigma (Gaussian, in observation units)",
                ylabel="episode return (deterministic)")
