@@ -1,4 +1,4 @@
-"""Small writers shared by the studies' reports."""
+"""Small writers shared by reports and progress messages."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_csv"]
+__all__ = ["write_csv", "counted"]
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -19,3 +19,8 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, in the plural unless ``count`` is 1: "1 episode", "5 episodes"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_nor
 from ltc_rl.errors import DivergenceError, LtcRlWarning, ModelFileError
 from ltc_rl.rl.evaluation import evaluate
 from ltc_rl.rl.guards import non_finite_state
+from ltc_rl.reporting import counted
 from ltc_rl.rl.safe_files import NormalizationStats, save_algorithm, write_state
 from ltc_rl.runs.files import atomic_write
 from ltc_rl.runs.layout import (EVALUATIONS_FILE, LEGACY_VECNORMALIZE_FILE, MODEL_FILE, VECNORMALIZE_FILE,
@@ -189,7 +190,7 @@ the history of a resumed run, and writes every file of the run folder atomically
     def evaluate(self) -> float:
         """Run one evaluation now; returns the mean episode return."""
         if self.status is not None:
-            self.status(f"evaluating ({self.n_eval_episodes} episodes) ...")
+            self.status(f"evaluating ({counted(self.n_eval_episodes, 'episode')}) ...")
         if self.model.get_vec_normalize_env() is not None:
             sync_envs_normalization(self.training_env, self.eval_env)
         returns, lengths = evaluate(self.model, self.eval_env, self.n_eval_episodes, deterministic=True)

@@ -49,6 +49,7 @@ from ltc_rl.devices import check_device
 from ltc_rl.errors import (ConfigError, DivergenceError, LtcRlWarning, ModelFileError, TrainingInterrupted,
                            check_output_name, one_line)
 from ltc_rl.kernels import native
+from ltc_rl.reporting import counted
 from ltc_rl.env_api import vec_env_class
 from ltc_rl.runs.config import ALGORITHMS, RunConfig, hyperparams_notice
 from ltc_rl.runs.callbacks import (RunCheckpointCallback, RunEvaluationCallback, ProgressBar, save_model,
@@ -344,7 +345,7 @@ def _banner(config: RunConfig, run_dir: Path, model: BaseAlgorithm, start_steps:
             options: SessionOptions) -> str:
     """What a run is about to do, before its first step (``verbose >= 1``)."""
     parameters = sum(p.numel() for p in model.policy.parameters())
-    schedule = [f"evaluation every {config.eval_freq:,} steps ({config.n_eval_episodes} episodes)"
+    schedule = [f"evaluation every {config.eval_freq:,} steps ({counted(config.n_eval_episodes, 'episode')})"
                 if config.eval_freq else "no periodic evaluation",
                 f"checkpoints every {config.checkpoint_freq:,} steps" if config.checkpoint_freq
                 else "a checkpoint at the end only"]

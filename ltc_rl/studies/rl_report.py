@@ -35,6 +35,7 @@ import numpy as np
 from scipy import stats
 
 from ltc_rl.errors import ConfigError
+from ltc_rl.reporting import counted
 from ltc_rl.runs.files import atomic_write
 from ltc_rl.runs.layout import EVALUATIONS_FILE
 from ltc_rl.runs.summary import read_run_record
@@ -171,7 +172,7 @@ def _seed_counts(groups: dict[str, list[RunResult]]) -> str:
 
 def _labelled(policy: str, seeds: int) -> str:
     """A legend entry: the policy and how many seeds stand behind its curve."""
-    return f"{policy} ({seeds} seed{'' if seeds == 1 else 's'})"
+    return f"{policy} ({counted(seeds, 'seed')})"
 
 
 def _save(fig: Any, path: Path) -> Path:
