@@ -63,15 +63,9 @@ def diagnose_cell(agent: LTCAgent, trace: EpisodeTrace, seed: int = 0) -> CellDi
     steps = len(trace.rewards)
     after = torch.as_tensor(trace.states, dtype=torch.float32, device=device)
     before = torch.cat([network.initial_state(1).to(after.dtype), after[:-1]])  # the state each step started from
-    timed = network.time_unit is not None and cell.uses_time
-    dt = torch.as_tensor(trace.dts / network.time_unit, dtype=torch.float32, device=device) if timed else None
+    dt = network.cell_time(torch.as_tensor(trace.dts, dtype=torch.float32, device=device))
     with torch.no_grad():
         inputs = network.cell_input(_as_tensor(trace.observations, device)).float()
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        perturbation = PERTURBATION * torch.randn(before.shape, generator=generator).to(device)
-        _, unperturbed = cell(inputs, before, dt)
-        _, perturbed = cell(inputs, before + perturbation, dt)
-        kept = (perturbed - unperturbed).norm(dim=1) / perturbation.norm(dim=1)
         taus = cell.time_constants(inputs, before) if hasattr(cell, "time_constants") else None
     quantiles = None
     if taus is not None:
@@ -85,6 +79,11 @@ def diagnose_cell(agent: LTCAgent, trace: EpisodeTrace, seed: int = 0) -> CellDi
             (grad,) = torch.autograd.grad(state[:, neuron].sum(), readable, retain_graph=True)
             jacobian += grad.abs()
     jacobian /= state.shape[1]
+    with torch.no_grad():  # the same step from a slightly moved state: how much of the move survives
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        perturbation = PERTURBATION * torch.randn(before.shape, generator=generator).to(device)
+        _, perturbed = cell(inputs, before + perturbation, dt)
+        kept = (perturbed - state.detach()).norm(dim=1) / perturbation.norm(dim=1)
     below = inputs < 0
     return CellDiagnostics(
         steps=steps, time_constants=quantiles, memory=float(kept.median()),

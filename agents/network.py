@@ -147,6 +147,13 @@ class PolicyNetwork(nn.Module):
         return self.features(preprocess_obs(obs if self.dict_observations else self.normalize(obs),
                                             self.observation_space, self.normalize_images))
 
+    def cell_time(self, dt: Tensor | None) -> Tensor | None:
+        """The cell's step length for elapsed times ``dt`` in the environment's unit: ``dt / time_unit``, or
+        None (one nominal step) without ``dt``, without a time unit, or for a cell that ignores time."""
+        if dt is None or self.time_unit is None or not self.cell.uses_time:
+            return None
+        return dt / self.time_unit
+
     def action_parameters(self, obs: Tensor | dict[str, Tensor], state: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor]:
         """Action means (Box) or logits (Discrete) ``(batch, width)`` and the new state.
 
@@ -156,9 +163,7 @@ class PolicyNetwork(nn.Module):
         x = self.cell_input(obs)
         parts = self._parts()
         if parts.cell is not None:
-            timed = dt is not None and self.time_unit is not None and self.cell.uses_time
-            cell_dt = dt / self.time_unit if timed else None
-            x, state = parts.cell(x, state, cell_dt)
+            x, state = parts.cell(x, state, self.cell_time(dt))
         if parts.head is not None:  # an empty head would cost a module call per step for nothing
             x = parts.head(x)
         if parts.linear is not None:
