@@ -25,7 +25,8 @@ import yaml
 from ltc_rl.errors import ConfigError, TrainingInterrupted
 from ltc_rl.kernels import native
 from ltc_rl.runs.summary import confidence_interval, find_runs, is_finished, read_run_record, summarize, write_summary
-from ltc_rl.runs.sweep import SweepSettings, check_sweep, load_search_space, run_sweep, run_trial, trial_name
+from ltc_rl.runs.sweep import (SweepSettings, check_sweep, load_search_space, run_sweep, run_trial, searched_names,
+                              trial_name)
 
 from conftest import REPO_ROOT, TINY_HP, hp_overrides
 
@@ -114,6 +115,34 @@ def test_summarize_script_works_without_ray_and_fails_clearly_on_no_runs(tmp_pat
     assert sweep_script.main(["--summarize", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no run folders")
+
+
+def test_search_table_ranks_trials_by_steps_reached_then_return_with_their_values(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    _fake_run(sweep / "runs", "ltc", 0, [1.0, 5.0, 9.0, 20.0], learning_rate=1e-3, name="finished_low")
+    _fake_run(sweep / "runs", "ltc", 0, [1.0, 5.0, 9.0, 30.0], learning_rate=3e-4, name="finished_high")
+    _fake_run(sweep / "runs", "ltc", 0, [1.0, 50.0], learning_rate=1e-4, name="stopped_at_500")
+    (sweep / "sweep.yaml").write_text(yaml.safe_dump({"search_space": {"learning_rate": [1e-4, 3e-4, 1e-3]}}))
+
+    assert sweep_script.main(["--summarize", str(sweep), "--summary-out", str(tmp_path / "s")]) == 0
+    assert "# Search trials (3, 2 trained to the end)" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "s" / "search.csv").open()))
+    assert [(row["run"], row["learning_rate"], row["steps"], row["last return"], row["status"]) for row in rows] == [
+        ("finished_high", "0.0003", "1000", "30.0", "finished"), ("finished_low", "0.001", "1000", "20.0", "finished"),
+        ("stopped_at_500", "0.0001", "500", "50.0", "not to the end")]
+    assert rows[1]["best return"] == "20.0" and [row["rank"] for row in rows] == ["1", "2", "3"]
+
+
+def test_search_table_only_for_searches(tmp_path):
+    _fake_run(tmp_path / "runs", "ltc", 0, [1.0, 2.0, 3.0, 4.0])
+    assert searched_names(tmp_path) == []  # no sweep.yaml: a folder of train.py runs
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"search_space": {}, "seeds": [0, 1]}))
+    assert searched_names(tmp_path) == []  # a seed sweep
+    assert sweep_script.main(["--summarize", str(tmp_path)]) == 0
+    assert not (tmp_path / "search.md").exists()
+    (tmp_path / "sweep.yaml").write_text("search_space: [unclosed")
+    with pytest.raises(ConfigError, match="not a readable sweep settings file"):
+        searched_names(tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------- settings
@@ -351,3 +380,5 @@ def test_optuna_search_with_asha_through_ray_tune(tmp_path, monkeypatch):
     rates = {yaml.safe_load((run / "config.yaml").read_text())["hyperparams"]["learning_rate"] for run in runs}
     assert len(runs) == 2 and len(rates) == 2 and all(1e-4 <= rate <= 1e-2 for rate in rates)
     assert (tmp_path / "sweep" / "tune" / "optuna_ltc").is_dir()
+    ranked = list(csv.DictReader((tmp_path / "sweep" / "search.csv").open()))
+    assert sorted(float(row["learning_rate"]) for row in ranked) == pytest.approx(sorted(rates), rel=1e-3)

@@ -21,7 +21,8 @@ import envs
 from ltc_rl.cli import add_obs_noise, add_policies, add_seeds, add_total_timesteps, parse_list, seeds_of
 from ltc_rl.errors import cli_main, ConfigError
 from ltc_rl.runs.summary import find_runs, write_summary
-from ltc_rl.runs.sweep import SCHEDULERS, SEARCH_ALGORITHMS, SweepSettings, load_search_space, run_sweep
+from ltc_rl.runs.sweep import (SCHEDULERS, SEARCH_ALGORITHMS, SweepSettings, load_search_space, run_sweep,
+                               search_table, searched_names)
 from ltc_rl.runs.config import POLICIES, parse_frame_range
 
 
@@ -61,8 +62,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def summarize(args: argparse.Namespace) -> None:
-    paths = write_summary(find_runs(*args.summarize), args.summary_out or args.summarize[0], args.confidence)
+    out_dir = args.summary_out or args.summarize[0]
+    paths = write_summary(find_runs(*args.summarize), out_dir, args.confidence)
+    names = list(dict.fromkeys(name for folder in args.summarize for name in searched_names(folder)))
+    if names:
+        paths.update(search_table(args.summarize, names, out_dir))
     print(Path(paths["markdown"]).read_text())
+    if "search_markdown" in paths:
+        print(Path(paths["search_markdown"]).read_text())
     print("written: " + ", ".join(str(path) for path in paths.values()))
 
 
@@ -81,8 +88,9 @@ def sweep(args: argparse.Namespace) -> int:
     result = run_sweep(settings, f"runs/sweep_{args.env}" if args.output is None else args.output, address=args.address,
                        num_cpus=args.num_cpus, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
                        make_env=envs.make_vec)
-    if result.summary:
-        print(Path(result.summary["markdown"]).read_text())
+    for key in ("markdown", "search_markdown"):
+        if key in result.summary:
+            print(Path(result.summary[key]).read_text())
     print(f"{result.trials} trials: {result.finished} finished, {result.stopped} stopped early by the scheduler, "
           f"{result.interrupted} interrupted, {len(result.errors)} failed; sweep folder {result.output}")
     for error in result.errors:

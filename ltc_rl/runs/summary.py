@@ -33,9 +33,11 @@ from ltc_rl.runs.layout import CONFIG_FILE, EVALUATIONS_FILE
 from ltc_rl.runs.run_folder import RunFolderError, read_config_file
 
 __all__ = ["RunRecord", "GroupSummary", "read_run_record", "find_runs", "confidence_interval", "summarize",
-           "format_markdown", "write_summary", "is_finished", "SUMMARY_FILES"]
+           "format_markdown", "write_summary", "is_finished", "SUMMARY_FILES", "SearchTrial", "rank_search_trials",
+           "write_search_table", "SEARCH_FILES"]
 
 SUMMARY_FILES = {"markdown": "summary.md", "csv": "summary.csv", "curves": "learning_curves.png"}
+SEARCH_FILES = {"markdown": "search.md", "csv": "search.csv"}
 #: config.yaml entries that do not change what is learned (or are the seed, which the summary aggregates over).
 _NOT_CONFIGURATION = ("seed", "device", "versions", "sessions", "vec_env")
 
@@ -318,3 +320,65 @@ def write_summary(records: Iterable[RunRecord], out_dir: str | Path, confidence:
              "csv": write_text(out_dir / SUMMARY_FILES["csv"], _csv_text(groups))}
     paths["curves"] = _plot_curves(out_dir / SUMMARY_FILES["curves"], groups)
     return paths
+
+
+# ------------------------------------------------------------------------------------------ search trials
+@dataclass(frozen=True)
+class SearchTrial:
+    """One trial of a hyperparameter search: its sampled values and how far it got."""
+
+    record: RunRecord
+    values: dict[str, Any]
+
+    @property
+    def steps(self) -> int:
+        """Steps of its last evaluation (fewer than configured when the scheduler stopped it)."""
+        return int(self.record.timesteps[-1]) if self.record.timesteps.size else 0
+
+    @property
+    def best_return(self) -> float:
+        return float(self.record.returns.max()) if self.record.returns.size else math.nan
+
+
+def rank_search_trials(records: Iterable[RunRecord], names: Sequence[str]) -> list[SearchTrial]:
+    """The readable trials with their values of the searched ``names``, best first.
+
+    Trials that went further rank first (an early-stopping scheduler stops the weaker ones at its rungs), then
+    by the return of their last evaluation: the order in which the scheduler judged them.
+    """
+    trials = [SearchTrial(record, {name: record.configuration.get(name) for name in names})
+              for record in records if record.problem is None and record.timesteps.size]
+    return sorted(trials, key=lambda trial: (-trial.steps, -trial.record.final_return))
+
+
+def _value_text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, list) else str(value)
+
+
+def write_search_table(records: Iterable[RunRecord], names: Sequence[str], out_dir: str | Path) -> dict[str, Path]:
+    """Writes ``search.md`` and ``search.csv``: every trial of a search, ranked, with the values it tried.
+
+    Raises :class:`MissingFileError` when no trial has an evaluation yet.
+    """
+    trials = rank_search_trials(records, names)
+    if not trials:
+        raise MissingFileError("no trial of the search has an evaluation yet; nothing to rank.")
+    header = ["rank", *names, "steps", "last return", "best return", "status", "run"]
+    rows = [[str(rank), *(_value_text(trial.values[name]) for name in names), str(trial.steps),
+             _number(trial.record.final_return), _number(trial.best_return),
+             "finished" if trial.record.finished else "not to the end", trial.record.run_dir.name]
+            for rank, trial in enumerate(trials, 1)]
+    finished = sum(trial.record.finished for trial in trials)
+    lines = [f"# Search trials ({len(trials)}, {finished} trained to the end)", "",
+             "Ranked by the steps each trial reached (the scheduler stops weaker trials early), then by the return "
+             "of its last evaluation (deterministic policy, mean over its evaluation episodes). One seed per "
+             "configuration: a ranking to choose candidates from, not a comparison with confidence intervals.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    out_dir = Path(out_dir)
+    return {"markdown": write_text(out_dir / SEARCH_FILES["markdown"], "\n".join(lines) + "\n"),
+            "csv": write_text(out_dir / SEARCH_FILES["csv"], buffer.getvalue())}

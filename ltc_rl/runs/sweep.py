@@ -41,12 +41,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ltc_rl.errors import check_output_name, ConfigError
+from ltc_rl.errors import check_output_name, ConfigError, MissingFileError
 from ltc_rl.runs.files import atomic_write
 from ltc_rl.runs.layout import EVALUATIONS_FILE
 from ltc_rl.runs.run_files import latest_checkpoint
 from ltc_rl.runs.run_folder import RunFolder
-from ltc_rl.runs.summary import find_runs, is_finished, write_summary
+from ltc_rl.runs.summary import find_runs, is_finished, write_search_table, write_summary
 from ltc_rl.runs.config import (POLICIES, RunConfig, check_hyperparams, parse_overrides, read_yaml_file,
                                resolve_config)
 from ltc_rl.runs.training import EnvFactory, resume, sb3_make_vec, train, validate
@@ -393,6 +393,31 @@ def _check_same_sweep(output: Path, settings: SweepSettings, factory_name: str) 
         atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
+def searched_names(folder: str | Path) -> list[str]:
+    """The hyperparameters the sweep in ``folder`` searched (its ``sweep.yaml``); empty for a seed sweep or a
+    folder that is not a sweep's. Raises :class:`ConfigError` when that file is not readable YAML."""
+    path = Path(folder) / SETTINGS_FILE
+    if not path.is_file():
+        return []
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path} is not a readable sweep settings file ({type(exc).__name__}); "
+                          "summarize the run folders under runs/ instead.") from exc
+    space = saved.get("search_space") if isinstance(saved, dict) else None
+    return [str(name) for name in space] if isinstance(space, dict) else []
+
+
+def search_table(roots: Sequence[str | Path], names: Sequence[str], out_dir: str | Path) -> dict[str, Path]:
+    """Writes the ranked trials found at or below ``roots`` with their values of ``names`` (``search.md``,
+    ``search.csv``) into ``out_dir``; returns their paths under ``search_*`` keys, none before any evaluation."""
+    try:
+        paths = write_search_table(find_runs(*roots), names, out_dir)
+    except MissingFileError:
+        return {}
+    return {f"search_{key}": path for key, path in paths.items()}
+
+
 def run_sweep(settings: SweepSettings, output: str | Path, *, address: str | None = None, num_cpus: int | None = None,
               max_concurrent: int | None = None, cpus_per_trial: float = 1.0, make_env: EnvFactory = sb3_make_vec,
               env_ids: Sequence[str] | None = None, verbose: int = 1) -> SweepResult:
@@ -460,6 +485,8 @@ def run_sweep(settings: SweepSettings, output: str | Path, *, address: str | Non
             ray.shutdown()
     finished = sum(1 for run in runs_dir.iterdir() if is_finished(run)) if runs_dir.is_dir() else 0
     summary = write_summary(find_runs(runs_dir), output) if finished else {}
+    if settings.search_space:
+        summary.update(search_table([runs_dir], list(settings.search_space), output))
     trials = settings.trial_count()
     return SweepResult(output, trials, finished, trials - finished - stopped - len(errors), errors, summary)
 
