@@ -289,7 +289,8 @@ class LTCCell(RecurrentCell):
         if self.fast:
             return ltc_fast.cell_step(self.kernel_spec(), x, state,
                                       None if dt is None else as_timespan(dt, x.shape[0], x))
-        h = as_timespan(dt, x.shape[0], x) / self.ode_unfolds
+        # Without dt every step has the nominal length: h a number, so cm / h is parameter-only (exports fold it).
+        h = 1.0 / self.ode_unfolds if dt is None else as_timespan(dt, x.shape[0], x) / self.ode_unfolds
         drive = self.sensory_drive(x)
         terms = self.recurrent_terms()
         v = state
