@@ -108,7 +108,8 @@ def export_torchscript(source: LTCAgent | PolicyNetwork, path: str | Path, kerne
     Frozen means inference-only: the weights are constants of the graph, not parameters. ``kernel``:
     ``"reference"`` (default) traces the cells' reference code, a graph of plain torch operators that any
     ``torch.jit.load`` runs; ``"native"`` traces each LTC cell's step as one call of ltc_rl's native kernel
-    (fused solver, CPU), which runs where ltc_rl is installed (:func:`load_torchscript`).
+    (fused solver, CPU; batch rows one after another on one thread, as suits control loops), which runs where
+    ltc_rl is installed (:func:`load_torchscript`).
     """
     network = _exportable(_network(source), kernel)
     path = Path(path)
