@@ -17,9 +17,9 @@ Exports run the cells' reference implementation (``fast=False``: no compiled ker
 computes the same function as the fast path the agent uses. ``export_torchscript(..., kernel="native")``
 instead records the LTC cells' step as one call of ltc_rl's native kernel (the operator
 ``ltc_rl::inference``, fused solver on CPU): the agent's own code, about as fast, but the file then runs
-only where ltc_rl's kernel is loaded (:func:`load_torchscript` loads it; a plain ``torch.jit.load``
-without it fails with "Unknown builtin op: ltc_rl::inference"). ONNX files always hold the portable
-reference graph.
+only where ltc_rl's kernel is loaded (:func:`load_torchscript` loads it, as does
+``ltc_rl.kernels.native.build()`` before a plain ``torch.jit.load``; without it loading fails with
+"Unknown builtin op: ltc_rl::inference"). ONNX files always hold the portable reference graph.
 """
 
 from __future__ import annotations
