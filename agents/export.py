@@ -128,7 +128,9 @@ def export_torchscript(source: LTCAgent | PolicyNetwork, path: str | Path, kerne
 
 def _stored_metadata(path: Path) -> dict[str, Any]:
     """The metadata of a TorchScript file read from its archive, without loading the graph (which may need the
-    native kernel's operator); empty for files without it."""
+    native kernel's operator); empty for files without it (and for non-archives, which torch.jit.load reports)."""
+    if not zipfile.is_zipfile(path):
+        return {}
     with zipfile.ZipFile(path) as archive:
         name = next((name for name in archive.namelist() if name.endswith(f"/extra/{METADATA_FILE}")), None)
         return json.loads(archive.read(name)) if name is not None else {}
