@@ -14,7 +14,12 @@ policy does. Policies on Dict observations (``MultiInput*Policy``) do not export
 format); :func:`export_torchscript` and :func:`export_onnx` refuse them with a ``ValueError``.
 
 Exports run the cells' reference implementation (``fast=False``: no compiled kernels), which
-computes the same function as the fast path the agent uses.
+computes the same function as the fast path the agent uses. ``export_torchscript(..., kernel="native")``
+instead records the LTC cells' step as one call of ltc_rl's native kernel (the operator
+``ltc_rl::inference``, fused solver on CPU): the agent's own code, about as fast, but the file then runs
+only where ltc_rl's kernel is loaded (:func:`load_torchscript` loads it, as does
+``ltc_rl.kernels.native.build()`` before a plain ``torch.jit.load``; without it loading fails with
+"Unknown builtin op: ltc_rl::inference"). ONNX files always hold the portable reference graph.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +36,52 @@ from torch import Tensor
 
 from agents.agent import LTCAgent
 from agents.network import PolicyNetwork
+from ltc_rl.cells import LTCCell
+from ltc_rl.kernels import native
 
-__all__ = ["export_torchscript", "export_onnx", "load_torchscript", "metadata", "example_inputs"]
+__all__ = ["export_torchscript", "export_onnx", "load_torchscript", "metadata", "example_inputs", "KERNELS"]
 
 METADATA_FILE = "metadata.json"
+#: What a TorchScript export runs for the LTC cells: the portable reference code, or ltc_rl's native kernel.
+KERNELS = ("reference", "native")
 
 
 def _network(source: LTCAgent | PolicyNetwork) -> PolicyNetwork:
     return source.network if isinstance(source, LTCAgent) else source
 
 
-def _exportable(network: PolicyNetwork) -> PolicyNetwork:
-    """A CPU copy of ``network`` in eval mode whose cells run their reference (uncompiled) code."""
+def _exportable(network: PolicyNetwork, kernel: str = "reference") -> PolicyNetwork:
+    """A CPU copy of ``network`` in eval mode whose cells run their reference (uncompiled) code, except the
+    LTC cells with ``kernel="native"``, which keep the fast path (traced as the native kernel's operator)."""
     if network.dict_observations:
         raise ValueError(f"cannot export a policy on Dict observations (keys {sorted(network.observation_shape)}): "
                          "the exported step takes one obs array; train on flattened observations "
                          "(gymnasium.wrappers.FlattenObservation) to export, or deploy with LTCAgent.")
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; choose one of {KERNELS}.")
     network = copy.deepcopy(network).cpu().eval().requires_grad_(False)
+    if kernel == "native":
+        _check_native(network)
     for module in network.modules():
         if hasattr(module, "fast"):
-            module.fast = False
+            module.fast = kernel == "native" and isinstance(module, LTCCell)
     return network
+
+
+def _check_native(network: PolicyNetwork) -> None:
+    """Raises a one-line ``ValueError`` unless every LTC cell of ``network`` can be traced as the native kernel."""
+    cells = [module for module in network.modules() if isinstance(module, LTCCell)]
+    if not cells:
+        raise ValueError("kernel='native' runs LTC cells through ltc_rl's kernel, and this policy has none; "
+                         "export it with kernel='reference'.")
+    for cell in cells:
+        if cell.solver != "fused":
+            raise ValueError(f"kernel='native' runs the fused solver only; this LTC cell uses {cell.solver!r}: "
+                             "export it with kernel='reference'.")
+        if not native.applies(cell.gleak, cell.gleak, cell.solver):
+            raise ValueError(f"kernel='native' needs ltc_rl's native kernel for {cell.gleak.dtype} on the CPU, "
+                             "which this process does not have (LTC_RL_NATIVE=0, no compiler, or another dtype); "
+                             "export with kernel='reference'.")
 
 
 def metadata(source: LTCAgent | PolicyNetwork) -> dict[str, Any]:
@@ -71,12 +102,16 @@ def example_inputs(source: LTCAgent | PolicyNetwork, batch_size: int = 1) -> tup
             torch.full((batch_size,), 1.0 if network.time_unit is None else network.time_unit))
 
 
-def export_torchscript(source: LTCAgent | PolicyNetwork, path: str | Path) -> Path:
+def export_torchscript(source: LTCAgent | PolicyNetwork, path: str | Path, kernel: str = "reference") -> Path:
     """Trace the policy step to a frozen TorchScript file (load with :func:`load_torchscript` or ``torch.jit.load``).
 
-    Frozen means inference-only: the weights are constants of the graph, not parameters.
+    Frozen means inference-only: the weights are constants of the graph, not parameters. ``kernel``:
+    ``"reference"`` (default) traces the cells' reference code, a graph of plain torch operators that any
+    ``torch.jit.load`` runs; ``"native"`` traces each LTC cell's step as one call of ltc_rl's native kernel
+    (fused solver, CPU; batch rows one after another on one thread, as suits control loops), which runs where
+    ltc_rl is installed (:func:`load_torchscript`).
     """
-    network = _exportable(_network(source))
+    network = _exportable(_network(source), kernel)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
@@ -86,12 +121,26 @@ def export_torchscript(source: LTCAgent | PolicyNetwork, path: str | Path) -> Pa
         # Frozen: the weights become constants, so the parameter preparation (softplus, masks) is
         # folded once at export instead of running on every step.
         traced = torch.jit.freeze(torch.jit.trace(network, example_inputs(network, 2), check_trace=False))
-        torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(metadata(network))})
+        extra = json.dumps({**metadata(network), "kernel": kernel})
+        torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: extra})
     return path
 
 
+def _stored_metadata(path: Path) -> dict[str, Any]:
+    """The metadata of a TorchScript file read from its archive, without loading the graph (which may need the
+    native kernel's operator); empty for files without it (and for non-archives, which torch.jit.load reports)."""
+    if not zipfile.is_zipfile(path):
+        return {}
+    with zipfile.ZipFile(path) as archive:
+        name = next((name for name in archive.namelist() if name.endswith(f"/extra/{METADATA_FILE}")), None)
+        return json.loads(archive.read(name)) if name is not None else {}
+
+
 def load_torchscript(path: str | Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
-    """A TorchScript export and its metadata."""
+    """A TorchScript export and its metadata; loads ltc_rl's native kernel first for a ``kernel="native"`` export
+    (raising :class:`~ltc_rl.kernels.native.NativeBuildError`, one line, where it cannot be had)."""
+    if _stored_metadata(Path(path)).get("kernel") == "native":
+        native.build()  # registers the operator ltc_rl::inference that the graph calls
     extra = {METADATA_FILE: ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -24,9 +27,10 @@ from ltc_rl.runs.callbacks import save_model
 from ltc_rl.rl.safe_files import NormalizationStats
 from ltc_rl.cli import evaluate as evaluate_script, train as train_script
 from ltc_rl.errors import ConfigError
+from ltc_rl.kernels import native
 from ltc_rl.runs.training import sb3_make_vec
 
-from conftest import requires_cuda, tiny_flags
+from conftest import REPO_ROOT, requires_cuda, tiny_flags
 
 
 
@@ -230,6 +234,57 @@ def test_torchscript_export_matches_the_agent(run_name, request, tmp_path):
         expected = agent.act(obs, dt=dt)
         np.testing.assert_allclose(action.numpy(), expected, atol=1e-5)
         np.testing.assert_allclose(state.numpy(), agent.state.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("run_name", ["pendulum_run", "cartpole_run"])
+def test_torchscript_native_kernel_export_matches_the_agent(run_name, request, tmp_path):
+    """kernel="native": one call of the agent's own kernel per cell step, so the same numbers as the agent."""
+    if not native.ensure_for(LTCAgent.load(request.getfixturevalue(run_name)).network):
+        pytest.skip("the native kernel is unavailable here (no C++ compiler)")
+    agent = LTCAgent.load(request.getfixturevalue(run_name))
+    module, metadata = load_torchscript(export_torchscript(agent, tmp_path / "policy.pt", kernel="native"))
+    assert metadata["kernel"] == "native" and "ltc_rl::inference" in str(module.graph)
+    state = torch.zeros(3, agent.state_size)
+    agent.reset()
+    for obs, dt in _rollout_inputs(agent):
+        with torch.no_grad():
+            action, state = module(torch.as_tensor(obs), state, torch.as_tensor(dt))
+        expected = agent.act(obs, dt=dt)
+        np.testing.assert_allclose(action.numpy(), expected, atol=1e-6)
+        np.testing.assert_allclose(state.numpy(), agent.state.numpy(), atol=1e-6)
+
+
+def test_native_kernel_export_loads_with_ltc_rl_and_names_the_operator_without(pendulum_run, tmp_path):
+    """In a fresh process, load_torchscript loads the kernel before the graph; a plain torch.jit.load without
+    ltc_rl fails naming the operator, while the default export loads anywhere."""
+    agent = LTCAgent.load(pendulum_run)
+    if not native.ensure_for(agent.network):
+        pytest.skip("the native kernel is unavailable here (no C++ compiler)")
+    native_file = export_torchscript(agent, tmp_path / "native.pt", kernel="native")
+    reference_file = export_torchscript(agent, tmp_path / "reference.pt")
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    with_ltc_rl = run([sys.executable, "-c", "import sys; from agents.export import load_torchscript; "
+                       "print(load_torchscript(sys.argv[1])[1]['kernel'])", str(native_file)])
+    assert with_ltc_rl.returncode == 0 and with_ltc_rl.stdout.strip() == "native", with_ltc_rl.stderr
+    plain = "import sys, torch; torch.jit.load(sys.argv[1])"
+    without = run([sys.executable, "-c", plain, str(native_file)])
+    assert without.returncode != 0 and "ltc_rl::inference" in without.stderr
+    assert run([sys.executable, "-c", plain, str(reference_file)]).returncode == 0
+
+
+def test_native_kernel_export_refuses_policies_it_cannot_run(tmp_path):
+    model = RecurrentPPO("MlpLstmPolicy", envs.make_vec("Pendulum-v1", seed=0), n_steps=32, batch_size=32,
+                         sequence_length=8, policy_kwargs=dict(units=4))
+    model.save(tmp_path / "model.zip")
+    agent = LTCAgent.load(tmp_path / "model.zip")
+    with pytest.raises(ValueError, match="has none; export it with kernel='reference'"):
+        export_torchscript(agent, tmp_path / "lstm.pt", kernel="native")
+    with pytest.raises(ValueError, match="unknown kernel 'fast'"):
+        export_torchscript(agent, tmp_path / "lstm.pt", kernel="fast")
+    rk4 = halfcheetah_sized_agent("fc", units=4)
+    rk4.network.cell.solver = "rk4"
+    with pytest.raises(ValueError, match="fused solver only"):
+        export_torchscript(rk4, tmp_path / "rk4.pt", kernel="native")
 
 
 @pytest.mark.parametrize("run_name", ["pendulum_run", "cartpole_run"])

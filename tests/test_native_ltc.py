@@ -151,6 +151,28 @@ def test_inference_sees_parameters_changed_in_place() -> None:
             torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("implicit", [True, False])
+@pytest.mark.parametrize("dt", [None, "per-sample"])
+def test_a_traced_cell_records_the_kernel_operator_and_runs_any_batch(dt, implicit: bool) -> None:
+    """Tracing a fast cell records ltc_rl::inference (the Python binding is invisible to a trace): the traced
+    graph computes the cell's step, also at batch sizes other than the traced one and past the batch-1 size."""
+    reference, fast = make_pair("autoncp", "fused", torch.float64, implicit_param_constraints=implicit)
+    fast.requires_grad_(False)
+
+    def inputs(batch: int) -> tuple[torch.Tensor, ...]:
+        x, state = torch.randn(batch, INPUTS, dtype=torch.float64), torch.randn(batch, fast.state_size, dtype=torch.float64)
+        return (x, state) if dt is None else (x, state, torch.rand(batch, dtype=torch.float64) + 0.2)
+
+    with torch.no_grad():
+        traced = torch.jit.freeze(torch.jit.trace(fast.eval(), inputs(2), check_trace=False))
+        assert "ltc_rl::inference" in str(traced.graph)
+        for batch in (1, 5, 70):
+            case = inputs(batch)
+            for a, e in zip(traced(*case), reference(*case)):
+                torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9)
+
+
 def test_build_failure_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     import torch.utils.cpp_extension
 

@@ -26,7 +26,7 @@ selects the code below, which the tests compare the fast path against.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -35,10 +35,27 @@ from ltc_rl.cells.base import RecurrentCell, as_timespan
 from ltc_rl.kernels import ltc_fast
 from ltc_rl.wirings import FullyConnected, Wiring, from_ncps, is_ncps_wiring
 
-__all__ = ["LTCCell", "SOLVERS"]
+__all__ = ["LTCCell", "SynapseTerms", "SOLVERS"]
 
 SOLVERS = ("fused", "euler", "rk4")
 _MAPPINGS = ("affine", "linear", None)
+
+
+class SynapseTerms(NamedTuple):
+    """The parameter-only terms of one synapse population, laid out ``(post, pre)``.
+
+    A synapse's activation is ``sigmoid(slope * v_pre + offset)`` with ``slope = sigma`` and
+    ``offset = -sigma mu``; ``weighted_erev`` is ``w erev`` and ``weight`` the positive, masked ``w``.
+    Post-synaptic-major, so each neuron's sums run along contiguous memory; computed once per cell
+    step (not per unfold), and folded into constants by exports.
+    """
+
+    slope: Tensor
+    offset: Tensor
+    weighted_erev: Tensor
+    weight: Tensor
+
+
 _INIT_RANGES = {
     "gleak": (0.001, 1.0),
     "vleak": (-0.2, 0.2),
@@ -230,25 +247,32 @@ class LTCCell(RecurrentCell):
         return y
 
     @staticmethod
-    def _synapses(pre: Tensor, weight: Tensor, mu: Tensor, sigma: Tensor, erev: Tensor,
-                  mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Summed ``w s(pre) erev`` and ``w s(pre)`` per post-synaptic neuron.
-
-        The parameter-only products come first, so that exports fold them into constants.
-        """
+    def synapse_terms(weight: Tensor, mu: Tensor, sigma: Tensor, erev: Tensor, mask: Tensor) -> SynapseTerms:
+        """The :class:`SynapseTerms` of a population from its ``(pre, post)`` parameters and positive weights."""
         weight = weight * mask
-        s = torch.sigmoid((pre.unsqueeze(-1) - mu) * sigma)
-        return (s * (weight * erev)).sum(dim=1), (s * weight).sum(dim=1)
+        return SynapseTerms(sigma.t().contiguous(), (-(mu * sigma)).t().contiguous(),
+                            (weight * erev).t().contiguous(), weight.t().contiguous())
+
+    @staticmethod
+    def synapse_sums(pre: Tensor, terms: SynapseTerms) -> tuple[Tensor, Tensor]:
+        """Summed ``w s(pre) erev`` and ``w s(pre)`` per post-synaptic neuron, ``(batch, post)`` each."""
+        s = torch.sigmoid(torch.addcmul(terms.offset, pre.unsqueeze(1), terms.slope))  # (batch, post, pre)
+        return (s * terms.weighted_erev).sum(-1), (s * terms.weight).sum(-1)
+
+    def recurrent_terms(self) -> SynapseTerms:
+        """The recurrent synapses' :class:`SynapseTerms`."""
+        return self.synapse_terms(self.positive(self.w), self.mu, self.sigma, self.erev, self.sparsity_mask)
 
     def sensory_drive(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Input synapses' contribution (constant over the unfolds of one step)."""
-        return self._synapses(self.map_inputs(x), self.positive(self.sensory_w), self.sensory_mu,
-                              self.sensory_sigma, self.sensory_erev, self.sensory_sparsity_mask)
+        terms = self.synapse_terms(self.positive(self.sensory_w), self.sensory_mu, self.sensory_sigma,
+                                   self.sensory_erev, self.sensory_sparsity_mask)
+        return self.synapse_sums(self.map_inputs(x), terms)
 
-    def derivative(self, v: Tensor, drive: tuple[Tensor, Tensor]) -> Tensor:
-        """dv/dt of the LTC ODE for state ``v`` under the given sensory drive."""
-        numerator, conductance = self._synapses(v, self.positive(self.w), self.mu, self.sigma, self.erev,
-                                                self.sparsity_mask)
+    def derivative(self, v: Tensor, drive: tuple[Tensor, Tensor], terms: SynapseTerms | None = None) -> Tensor:
+        """dv/dt of the LTC ODE for state ``v`` under the given sensory drive (``terms``: the recurrent
+        :meth:`recurrent_terms`, computed here when not given)."""
+        numerator, conductance = self.synapse_sums(v, self.recurrent_terms() if terms is None else terms)
         gleak = self.positive(self.gleak)
         current = gleak * (self.vleak - v) + numerator + drive[0] - (conductance + drive[1]) * v
         return current / self.positive(self.cm)
@@ -265,27 +289,29 @@ class LTCCell(RecurrentCell):
         if self.fast:
             return ltc_fast.cell_step(self.kernel_spec(), x, state,
                                       None if dt is None else as_timespan(dt, x.shape[0], x))
-        h = as_timespan(dt, x.shape[0], x) / self.ode_unfolds
+        # Without dt every step has the nominal length: h a number, so cm / h is parameter-only (exports fold it).
+        h = 1.0 / self.ode_unfolds if dt is None else as_timespan(dt, x.shape[0], x) / self.ode_unfolds
         drive = self.sensory_drive(x)
+        terms = self.recurrent_terms()
         v = state
         if self.solver == "fused":
             # v' = (cm/h v + gleak vleak + num + sensory num) / (cm/h + gleak + cond + sensory cond + epsilon);
             # the terms that stay the same over the unfolds of one step are summed once.
-            w, gleak, cm_t = self.positive(self.w), self.positive(self.gleak), self.positive(self.cm) / h
+            gleak, cm_t = self.positive(self.gleak), self.positive(self.cm) / h
             top_rest = gleak * self.vleak + drive[0]
-            bottom_rest = cm_t + gleak + drive[1] + self.epsilon
+            bottom_rest = cm_t + (gleak + self.epsilon) + drive[1]
             for _ in range(self.ode_unfolds):
-                numerator, conductance = self._synapses(v, w, self.mu, self.sigma, self.erev, self.sparsity_mask)
-                v = (cm_t * v + top_rest + numerator) / (bottom_rest + conductance)
+                numerator, conductance = self.synapse_sums(v, terms)
+                v = (torch.addcmul(top_rest, cm_t, v) + numerator) / (bottom_rest + conductance)
         elif self.solver == "euler":
             for _ in range(self.ode_unfolds):
-                v = v + h * self.derivative(v, drive)
+                v = v + h * self.derivative(v, drive, terms)
         else:
             for _ in range(self.ode_unfolds):
-                k1 = self.derivative(v, drive)
-                k2 = self.derivative(v + 0.5 * h * k1, drive)
-                k3 = self.derivative(v + 0.5 * h * k2, drive)
-                k4 = self.derivative(v + h * k3, drive)
+                k1 = self.derivative(v, drive, terms)
+                k2 = self.derivative(v + 0.5 * h * k1, drive, terms)
+                k3 = self.derivative(v + 0.5 * h * k2, drive, terms)
+                k4 = self.derivative(v + h * k3, drive, terms)
                 v = v + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
         return self.map_outputs(v), v
 
@@ -298,8 +324,7 @@ class LTCCell(RecurrentCell):
     def time_constants(self, x: Tensor, state: Tensor) -> Tensor:
         """The liquid system time constant ``cm / (gleak + total synaptic conductance)`` per neuron."""
         drive = self.sensory_drive(x)
-        _, conductance = self._synapses(state, self.positive(self.w), self.mu, self.sigma, self.erev,
-                                        self.sparsity_mask)
+        _, conductance = self.synapse_sums(state, self.recurrent_terms())
         return self.positive(self.cm) / (self.positive(self.gleak) + conductance + drive[1])
 
     def extra_repr(self) -> str:

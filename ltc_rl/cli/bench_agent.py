@@ -6,8 +6,9 @@
 
 Prints (1) one step through the sequence API, ``y, h = LTC(17, wiring)(x_t, h)``, ncps's against
 ltc_rl's with the ratio; (2) ``LTCAgent.act`` on a HalfCheetah-sized policy (17 observations,
-normalisation, 64 neurons, 6 actions) with its TorchScript and ONNX exports. The paths being compared
-take turns block by block (see ltc_rl/bench/cell.py and agents/benchmark.py).
+normalisation, 64 neurons, 6 actions) with its TorchScript exports (the reference graph and
+``kernel="native"``) and its ONNX export. The paths being compared take turns block by block (see
+ltc_rl/bench/cell.py and agents/benchmark.py).
 """
 
 from __future__ import annotations

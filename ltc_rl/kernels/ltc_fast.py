@@ -626,10 +626,15 @@ def cell_step(spec: LTCSpec, x: Tensor, state: Tensor, dt: Tensor | None = None)
     """
     grad = _needs_grad(spec, x, state, dt)
     p = spec.tensors
-    if (not grad and x.shape[0] * spec.state_size ** 2 < SINGLE_THREAD_ELEMENTS
+    tracing = torch.jit.is_tracing()
+    if (not grad and (tracing or x.shape[0] * spec.state_size ** 2 < SINGLE_THREAD_ELEMENTS)
             and native.applies(state, p.sigma, spec.solver)):  # first: latency-critical, needs no plan
-        outputs, state = native.native_kernel().inference(
-            x, state, dt, p, spec.implicit_param_constraints, spec.ode_unfolds, spec.epsilon, spec.output_size)
+        if tracing:  # recorded as the operator ltc_rl::inference (tracing cannot see into the Python binding)
+            step, p = torch.ops.ltc_rl.inference, [x.new_empty(0) if t is None else t for t in p]  # empty: absent
+        else:
+            step = native.native_kernel().inference
+        outputs, state = step(x, state, dt, p, spec.implicit_param_constraints, spec.ode_unfolds, spec.epsilon,
+                              spec.output_size)
         return outputs, state
     plan = _plan(spec)
     if grad or x.shape[0] * plan.synapses >= SINGLE_THREAD_ELEMENTS:

@@ -15,6 +15,7 @@
 // neither needs a horizontal reduction.
 
 #include <torch/extension.h>
+#include <torch/library.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
@@ -806,7 +807,29 @@ torch::Tensor softplus_of(torch::Tensor x) {
   return out;
 }
 
+// inference as a dispatcher operator, ltc_rl::inference: traced TorchScript records it (the Python binding is
+// invisible to tracing), so an export can run this kernel (agents/export.py, kernel="native"). Tracing takes no
+// lists of optional tensors, so absent fields come as empty tensors.
+std::tuple<torch::Tensor, torch::Tensor> inference_op(const torch::Tensor& x, const torch::Tensor& v0,
+                                                      const c10::optional<torch::Tensor>& dt,
+                                                      const std::vector<torch::Tensor>& tensors, bool implicit,
+                                                      int64_t unfolds, double epsilon, int64_t output_size) {
+  std::vector<c10::optional<torch::Tensor>> fields;
+  for (const auto& tensor : tensors) {
+    fields.push_back(tensor.numel() ? c10::optional<torch::Tensor>(tensor) : c10::nullopt);
+  }
+  auto out = inference(x, v0, dt, std::move(fields), implicit, unfolds, epsilon, output_size);
+  return {out[0], out[1]};
+}
+
 }  // namespace
+
+TORCH_LIBRARY(ltc_rl, m) {
+  m.def("inference(Tensor x, Tensor state, Tensor? dt, Tensor[] tensors, bool implicit, int unfolds, "
+        "float epsilon, int output_size) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(ltc_rl, CPU, m) { m.impl("inference", &inference_op); }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("vector_width", [] { return static_cast<int64_t>(Vectorized<float>::size()); },

@@ -5,7 +5,9 @@ forward and backward passes, the sensory drive of all time steps, and batch-1 in
 parameter preparation included). One thread walks a group of batch rows through the whole
 sequence (no per-step Python, no per-unfold thread start-up); float32 synapse activations come from
 a polynomial ``2^y`` in a dozen vector instructions (within 5e-6 of ``torch.sigmoid``), and the
-backward pass recomputes them instead of storing them.
+backward pass recomputes them instead of storing them. Loading the library also registers the batch
+inference step as the operator ``torch.ops.ltc_rl.inference``, which traced TorchScript records
+(``agents.export.export_torchscript(..., kernel="native")``).
 
 Building and caching. The source is compiled with PyTorch's C++ extension builder (a C++ compiler
 and ninja) on first use, or ahead of time by ``python -m ltc_rl.kernels.build``. The result lives in
