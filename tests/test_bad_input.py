@@ -19,6 +19,7 @@ import yaml
 import envs
 from ltc_rl.runs.curves import plot_learning_curve, training_episodes
 from ltc_rl.runs.config import HYPERPARAM_FILES, POLICIES, load_hyperparams, resolve_config
+from ltc_rl.runs.training import validate
 
 from conftest import REPO_ROOT, tiny_flags
 
@@ -76,12 +77,26 @@ def test_an_empty_output_name_is_refused_instead_of_writing_the_default_folder(t
 
 
 @pytest.mark.parametrize("policy", sorted(POLICIES))
-def test_every_shipped_configuration_passes_the_range_checks(policy):
+def test_every_shipped_configuration_passes_the_checks_and_builds(policy):
+    """Every entry resolves for every policy, and each distinct resolved configuration builds its model (the
+    dry construction catches values one policy cannot take, such as an actor head on an NCP controller)."""
     algorithm = POLICIES[policy].algorithm
     table = yaml.safe_load((REPO_ROOT / "ltc_rl" / "hyperparams" / HYPERPARAM_FILES[algorithm]).read_text())
+    built = set()
     for env_id in (name for name in table if name != "default"):
-        assert load_hyperparams(algorithm, env_id)
-        resolve_config(env_id, policy, seed=0, device="cpu", env_ids=envs.available_ids())
+        assert load_hyperparams(algorithm, env_id, policy)
+        config = resolve_config(env_id, policy, n_envs=1, seed=0, device="cpu", env_ids=envs.available_ids())
+        key = (env_id.split("-")[0].replace("NoVel", ""), yaml.safe_dump(config.hyperparams))
+        if key not in built:
+            built.add(key)
+            validate(config, envs.make_vec)
+
+
+def test_a_policy_section_of_an_entry_applies_to_that_policy_only():
+    ncp = load_hyperparams("RecurrentPPO", "HalfCheetah-v4", "ncp")["policy_kwargs"]["net_arch"]
+    ltc = load_hyperparams("RecurrentPPO", "HalfCheetah-v4", "ltc")["policy_kwargs"]["net_arch"]
+    assert ncp["pi"] == [] and ltc["pi"] == [256, 256] and ncp["vf"] == ltc["vf"] == [256, 256]
+    assert "ncp" not in load_hyperparams("RecurrentPPO", "HalfCheetah-v4", "ncp")
 
 
 # ------------------------------------------------------------------------------------------ evaluate.py

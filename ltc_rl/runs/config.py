@@ -232,11 +232,20 @@ def read_yaml_file(path: str | Path, what: str) -> Any:
         raise ConfigError(f"{what} {path} is not valid YAML: {' '.join(str(exc).split())}") from None
 
 
-def load_hyperparams(algorithm: str, env_id: str) -> dict[str, Any]:
+def load_hyperparams(algorithm: str, env_id: str, policy: str | None = None) -> dict[str, Any]:
     """The shipped hyperparameters of ``algorithm`` for ``env_id``: its entry merged over ``default``
-    (an id without an entry gets ``default`` alone: see :func:`hyperparams_notice`)."""
+    (an id without an entry gets ``default`` alone: see :func:`hyperparams_notice`).
+
+    An entry may hold a section per policy (``ncp: {policy_kwargs: ...}``), merged over the entry when that
+    ``policy`` trains: one file serves every recurrent policy, and a policy that cannot take a shared value
+    (an NCP in controller mode has no actor head) says so in its section.
+    """
     table = _hyperparam_table(algorithm)
-    return _deep_merge(table.get("default", {}), table.get(env_id, {}))
+    merged: dict[str, Any] = {}
+    for entry in (table.get("default", {}), table.get(env_id, {})):
+        common = {key: value for key, value in entry.items() if key not in POLICIES}
+        merged = _deep_merge(_deep_merge(merged, common), entry.get(policy, {}) if policy else {})
+    return merged
 
 
 def hyperparams_notice(algorithm: str, env_id: str) -> str | None:
@@ -378,7 +387,7 @@ def resolve_config(env_id: str, policy: str = "ltc", total_timesteps: int | None
     choice = POLICIES[policy]
     overrides = dict(overrides or {})
     check_hyperparams(overrides, choice.algorithm)
-    hyperparams = _deep_merge(load_hyperparams(choice.algorithm, env_id), overrides)
+    hyperparams = _deep_merge(load_hyperparams(choice.algorithm, env_id, policy), overrides)
     hyperparams["policy_kwargs"] = _deep_merge(hyperparams.get("policy_kwargs", {}), choice.policy_kwargs)
     check_hyperparams(hyperparams, choice.algorithm, origin=f"hyperparameter (from {HYPERPARAM_FILES[choice.algorithm]})")
     for name, value in (("total_timesteps", total_timesteps), ("n_envs", n_envs)):
