@@ -61,15 +61,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _print_tables(paths: dict[str, Path]) -> None:
+    """Prints the summary and, for a search, the ranked trials among the written ``paths``."""
+    for key in ("markdown", "search_markdown"):
+        if key in paths:
+            print(Path(paths[key]).read_text())
+
+
 def summarize(args: argparse.Namespace) -> None:
     out_dir = args.summary_out or args.summarize[0]
     paths = write_summary(find_runs(*args.summarize), out_dir, args.confidence)
     names = list(dict.fromkeys(name for folder in args.summarize for name in searched_names(folder)))
     if names:
         paths.update(search_table(args.summarize, names, out_dir))
-    print(Path(paths["markdown"]).read_text())
-    if "search_markdown" in paths:
-        print(Path(paths["search_markdown"]).read_text())
+    _print_tables(paths)
     print("written: " + ", ".join(str(path) for path in paths.values()))
 
 
@@ -88,9 +93,7 @@ def sweep(args: argparse.Namespace) -> int:
     result = run_sweep(settings, f"runs/sweep_{args.env}" if args.output is None else args.output, address=args.address,
                        num_cpus=args.num_cpus, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
                        make_env=envs.make_vec)
-    for key in ("markdown", "search_markdown"):
-        if key in result.summary:
-            print(Path(result.summary[key]).read_text())
+    _print_tables(result.summary)
     print(f"{result.trials} trials: {result.finished} finished, {result.stopped} stopped early by the scheduler, "
           f"{result.interrupted} interrupted, {len(result.errors)} failed; sweep folder {result.output}")
     for error in result.errors:

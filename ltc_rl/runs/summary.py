@@ -33,7 +33,7 @@ from ltc_rl.runs.layout import CONFIG_FILE, EVALUATIONS_FILE
 from ltc_rl.runs.run_folder import RunFolderError, read_config_file
 
 __all__ = ["RunRecord", "GroupSummary", "read_run_record", "find_runs", "confidence_interval", "summarize",
-           "format_markdown", "write_summary", "is_finished", "SUMMARY_FILES", "SearchTrial", "rank_search_trials",
+           "format_markdown", "write_summary", "is_finished", "SUMMARY_FILES", "rank_search_trials",
            "write_search_table", "SEARCH_FILES"]
 
 SUMMARY_FILES = {"markdown": "summary.md", "csv": "summary.csv", "curves": "learning_curves.png"}
@@ -74,8 +74,13 @@ class RunRecord:
         return cls(run_dir, "?", "?", -1, 0, {}, np.zeros(0, dtype=np.int64), np.zeros(0), problem)
 
     @property
+    def steps_reached(self) -> int:
+        """Steps of the last evaluation (0 without one; fewer than configured when stopped early)."""
+        return int(self.timesteps[-1]) if self.timesteps.size else 0
+
+    @property
     def finished(self) -> bool:
-        return self.problem is None and bool(self.timesteps.size) and int(self.timesteps[-1]) >= self.total_timesteps
+        return self.problem is None and bool(self.timesteps.size) and self.steps_reached >= self.total_timesteps
 
     @property
     def final_return(self) -> float:
@@ -261,25 +266,28 @@ def format_markdown(groups: Sequence[GroupSummary], excluded: Sequence[RunRecord
     if excluded:
         lines += ["", f"Excluded (unfinished, interrupted, stopped early or unreadable): {len(excluded)} runs", ""]
         lines += [f"- {run.run_dir}: unreadable, {run.problem}" if run.problem is not None else
-                  f"- {run.run_dir}: reached {int(run.timesteps[-1]) if run.timesteps.size else 0} of "
+                  f"- {run.run_dir}: reached {run.steps_reached} of "
                   f"{run.total_timesteps} steps" for run in excluded]
     return "\n".join(lines) + "\n"
 
 
-def _csv_text(groups: Sequence[GroupSummary]) -> str:
+def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["env_id", "policy", "config", "hyperparameters", "n_seeds", "seeds", "total_timesteps",
-                     "mean", "std", "ci_low", "ci_high", "confidence", "finals", "run_dirs"])
-    for group in groups:
-        low, high = group.ci
-        writer.writerow([group.env_id, group.policy, group.config_key, _varying_text(group), len(group.runs),
-                         " ".join(str(run.seed) for run in group.runs),
-                         " ".join(sorted({str(run.total_timesteps) for run in group.runs})),
-                         group.mean, group.std, low, high, group.confidence,
-                         " ".join(f"{value:.6g}" for value in group.finals),
-                         " ".join(str(run.run_dir) for run in group.runs)])
+    writer.writerow(header)
+    writer.writerows(rows)
     return buffer.getvalue()
+
+
+def _csv_text(groups: Sequence[GroupSummary]) -> str:
+    header = ["env_id", "policy", "config", "hyperparameters", "n_seeds", "seeds", "total_timesteps",
+              "mean", "std", "ci_low", "ci_high", "confidence", "finals", "run_dirs"]
+    return _csv(header, ([group.env_id, group.policy, group.config_key, _varying_text(group), len(group.runs),
+                          " ".join(str(run.seed) for run in group.runs),
+                          " ".join(sorted({str(run.total_timesteps) for run in group.runs})),
+                          group.mean, group.std, *group.ci, group.confidence,
+                          " ".join(f"{value:.6g}" for value in group.finals),
+                          " ".join(str(run.run_dir) for run in group.runs)] for group in groups))
 
 
 def _plot_curves(path: Path, groups: Sequence[GroupSummary]) -> Path:
@@ -323,32 +331,14 @@ def write_summary(records: Iterable[RunRecord], out_dir: str | Path, confidence:
 
 
 # ------------------------------------------------------------------------------------------ search trials
-@dataclass(frozen=True)
-class SearchTrial:
-    """One trial of a hyperparameter search: its sampled values and how far it got."""
-
-    record: RunRecord
-    values: dict[str, Any]
-
-    @property
-    def steps(self) -> int:
-        """Steps of its last evaluation (fewer than configured when the scheduler stopped it)."""
-        return int(self.record.timesteps[-1]) if self.record.timesteps.size else 0
-
-    @property
-    def best_return(self) -> float:
-        return float(self.record.returns.max()) if self.record.returns.size else math.nan
-
-
-def rank_search_trials(records: Iterable[RunRecord], names: Sequence[str]) -> list[SearchTrial]:
-    """The readable trials with their values of the searched ``names``, best first.
+def rank_search_trials(records: Iterable[RunRecord]) -> list[RunRecord]:
+    """The readable trials of a search with an evaluation, best first.
 
     Trials that went further rank first (an early-stopping scheduler stops the weaker ones at its rungs), then
     by the return of their last evaluation: the order in which the scheduler judged them.
     """
-    trials = [SearchTrial(record, {name: record.configuration.get(name) for name in names})
-              for record in records if record.problem is None and record.timesteps.size]
-    return sorted(trials, key=lambda trial: (-trial.steps, -trial.record.final_return))
+    trials = [record for record in records if record.problem is None and record.timesteps.size]
+    return sorted(trials, key=lambda record: (-record.steps_reached, -record.final_return))
 
 
 def _value_text(value: Any) -> str:
@@ -360,25 +350,21 @@ def write_search_table(records: Iterable[RunRecord], names: Sequence[str], out_d
 
     Raises :class:`MissingFileError` when no trial has an evaluation yet.
     """
-    trials = rank_search_trials(records, names)
+    trials = rank_search_trials(records)
     if not trials:
         raise MissingFileError("no trial of the search has an evaluation yet; nothing to rank.")
     header = ["rank", *names, "steps", "last return", "best return", "status", "run"]
-    rows = [[str(rank), *(_value_text(trial.values[name]) for name in names), str(trial.steps),
-             _number(trial.record.final_return), _number(trial.best_return),
-             "finished" if trial.record.finished else "not to the end", trial.record.run_dir.name]
+    rows = [[str(rank), *(_value_text(trial.configuration.get(name)) for name in names), str(trial.steps_reached),
+             _number(trial.final_return), _number(float(trial.returns.max())),
+             "finished" if trial.finished else "not to the end", trial.run_dir.name]
             for rank, trial in enumerate(trials, 1)]
-    finished = sum(trial.record.finished for trial in trials)
+    finished = sum(trial.finished for trial in trials)
     lines = [f"# Search trials ({len(trials)}, {finished} trained to the end)", "",
              "Ranked by the steps each trial reached (the scheduler stops weaker trials early), then by the return "
              "of its last evaluation (deterministic policy, mean over its evaluation episodes). One seed per "
              "configuration: a ranking to choose candidates from, not a comparison with confidence intervals.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
     out_dir = Path(out_dir)
     return {"markdown": write_text(out_dir / SEARCH_FILES["markdown"], "\n".join(lines) + "\n"),
-            "csv": write_text(out_dir / SEARCH_FILES["csv"], buffer.getvalue())}
+            "csv": write_text(out_dir / SEARCH_FILES["csv"], _csv(header, rows))}
