@@ -22,8 +22,8 @@ from scipy import stats
 
 from ltc_rl.errors import ConfigError
 from ltc_rl.runs.summary import is_finished
-from ltc_rl.studies.rl_benchmark import (NOISE_FILE, SETTINGS_FILE, BenchmarkSettings, PolicySpec, TaskSpec,
-                                         build_settings, load_study, merge_settings, plan_runs, prepare_output,
+from ltc_rl.studies.rl_benchmark import (NOISE_FILE, SETTINGS_FILE, BenchmarkSettings, PlannedRun, PolicySpec,
+                                         TaskSpec, build_settings, load_study, merge_settings, plan_runs, prepare_output,
                                          read_settings, run_benchmark, run_folder)
 from ltc_rl.studies.rl_report import interval_estimate, iqm, load_results, write_report
 
@@ -181,6 +181,17 @@ def test_plan_says_what_is_left_for_each_run(tmp_path):
     assert states == {("ltc", 0): "done", ("ltc", 1): "evaluate", ("mlp", 0): "resume", ("mlp", 1): "new"}
     other_episodes = {(r.policy, r.seed): r.state for r in plan_runs(_tiny(noise_episodes=5), tmp_path)}
     assert other_episodes[("ltc", 0)] == "evaluate"  # evaluations with another episode count do not count
+
+
+def test_progress_names_the_steps_and_last_evaluation_of_a_running_run(tmp_path):
+    settings = _tiny()
+    run = lambda seed: PlannedRun("CartPole-v1", "ltc", seed, run_folder(tmp_path, settings, "CartPole-v1", "ltc", seed),  # noqa: E731
+                                  "new")
+    _fake_run(run(0).run_dir, "CartPole-v1", "ltc", 0, [10.0, 42.5], 1000)
+    assert run(0).progress() == "CartPole-v1 / ltc / seed 0 at 200 of 1,000 steps (last evaluation 42.5)"
+    assert run(1).progress() == "CartPole-v1 / ltc / seed 1"  # no folder yet
+    (_fake_run(run(2).run_dir, "CartPole-v1", "ltc", 2, [1.0], 1000) / "evaluations.npz").write_bytes(b"half-written")
+    assert run(2).progress() == "CartPole-v1 / ltc / seed 2"
 
 
 def test_a_benchmark_with_nothing_left_runs_nothing(tmp_path):

@@ -60,11 +60,11 @@ import numpy as np
 import yaml
 
 from ltc_rl.parsing import parse_list, parse_seeds
-from ltc_rl.errors import ConfigError, TrainingInterrupted, one_line
+from ltc_rl.errors import ConfigError, DataError, TrainingInterrupted, one_line
 from ltc_rl.runs.files import atomic_write
 from ltc_rl.runs.layout import EVALUATIONS_FILE
 from ltc_rl.runs.run_files import latest_checkpoint
-from ltc_rl.runs.summary import is_finished
+from ltc_rl.runs.summary import is_finished, read_run_record
 from ltc_rl.runs.sweep import SweepSettings, check_sweep, require_ray, run_trial, trial_name
 from ltc_rl.runs.config import POLICIES, parse_overrides, read_yaml_file
 from ltc_rl.runs.training import EnvFactory, sb3_make_vec
@@ -393,6 +393,18 @@ class PlannedRun:
     def label(self) -> str:
         return f"{self.task} / {self.policy} / seed {self.seed}"
 
+    def progress(self) -> str:
+        """The label with the steps of the run's last evaluation and its mean return, as far as its folder says
+        (the label alone before the first evaluation, or while the evaluation file is being rewritten)."""
+        try:
+            record = read_run_record(self.run_dir)
+        except DataError:
+            record = None
+        if record is None or not record.steps_reached:
+            return self.label
+        return (f"{self.label} at {record.steps_reached:,} of {record.total_timesteps:,} steps "
+                f"(last evaluation {record.final_return:.1f})")
+
 
 def plan_runs(settings: BenchmarkSettings, output: str | Path) -> list[PlannedRun]:
     """Every (task, policy, seed) run of ``settings`` in order, with what is left to do for each."""
@@ -670,7 +682,7 @@ def run_benchmark(settings: BenchmarkSettings, output: str | Path, *, workers: i
                 if time.monotonic() - last_progress >= progress_every:
                     last_progress = time.monotonic()
                     log(f"{result.done} of {len(planned)} runs done, running: "
-                        + ", ".join(job.run.label for job in running.values()))
+                        + "; ".join(job.run.progress() for job in running.values()))
         except KeyboardInterrupt:
             result.interrupted = True
             log(f"interrupted: stopping {len(running)} running run(s) with a checkpoint...")
