@@ -50,9 +50,10 @@ def _network(source: LTCAgent | PolicyNetwork) -> PolicyNetwork:
     return source.network if isinstance(source, LTCAgent) else source
 
 
-def _exportable(network: PolicyNetwork, kernel: str = "reference") -> PolicyNetwork:
-    """A CPU copy of ``network`` in eval mode whose cells run their reference (uncompiled) code, except the
-    LTC cells with ``kernel="native"``, which keep the fast path (traced as the native kernel's operator)."""
+def _exportable(network: PolicyNetwork, kernel: str = "reference", crop_rows: bool = False) -> PolicyNetwork:
+    """A CPU copy of ``network`` in eval mode whose cells run their reference (uncompiled) code, the LTC cells
+    in their export form (``crop_rows``: see :attr:`LTCCell.crop_rows`), except the LTC cells with
+    ``kernel="native"``, which keep the fast path (traced as the native kernel's operator)."""
     if network.dict_observations:
         raise ValueError(f"cannot export a policy on Dict observations (keys {sorted(network.observation_shape)}): "
                          "the exported step takes one obs array; train on flattened observations "
@@ -67,6 +68,7 @@ def _exportable(network: PolicyNetwork, kernel: str = "reference") -> PolicyNetw
             module.fast = kernel == "native" and isinstance(module, LTCCell)
         if isinstance(module, LTCCell):
             module.export_form = not module.fast
+            module.crop_rows = crop_rows and module.export_form
     _fold_output_mapping(network)
     return network
 
@@ -177,7 +179,7 @@ def export_onnx(source: LTCAgent | PolicyNetwork, path: str | Path, opset_versio
     except ImportError as exc:
         raise ImportError("ONNX export needs the onnx package: pip install 'ltc_rl[export]' "
                           "(onnx, and onnxruntime to run the file).") from exc
-    network = _exportable(_network(source))
+    network = _exportable(_network(source), crop_rows=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = {"obs": {0: "batch"}, "state": {0: "batch"}, "dt": {0: "batch"}, "action": {0: "batch"},

@@ -51,8 +51,9 @@ class _StepParts(NamedTuple):
 def _bound(bound: Tensor) -> Tensor | float:
     """An action bound as one number where it is the same for every action (one clamp against two scalars: one
     operation in an export instead of a maximum and a minimum), else the tensor."""
-    first = float(bound[0]) if bound.numel() else 0.0
-    return first if bool((bound == first).all()) and bound.numel() else bound
+    if bound.numel() and bool((bound == bound[0]).all()):
+        return float(bound[0])
+    return bound
 
 
 class PolicyNetwork(nn.Module):

@@ -232,7 +232,7 @@ def test_export_form_computes_the_reference_step(solver: str, wiring: str, with_
     divided by cm / h, an NCP's recurrent synapses cropped to the neurons receiving them) is the same step."""
     reference, _ = make_pair(wiring, solver, torch.float64)
     exported = copy.deepcopy(reference)
-    exported.export_form = True
+    exported.export_form = exported.crop_rows = True
     inputs = make_inputs(reference, torch.float64, with_dt, with_resets=False)
     padding = exported.recurrent_terms().padding
     assert (padding != (0, 0)) == (wiring == "autoncp")  # AutoNCP(16, 3): the 8 inter neurons receive none

@@ -143,6 +143,10 @@ class LTCCell(RecurrentCell):
     #: constants. The same function in float rounding, but its ``cm`` gradient is a few times less accurate,
     #: so the reference that checks the fast path keeps the plain form.
     export_form: bool = False
+    #: With :attr:`export_form`, crop the recurrent synapses to the neurons that receive any (:meth:`recurrent_terms`):
+    #: fewer elements per unfold for two padding operations, which pays in ONNX Runtime (per-element cost) and
+    #: not in TorchScript's interpreter (per-operation cost), so only ONNX exports set it.
+    crop_rows: bool = False
 
     def __init__(
         self,
@@ -271,19 +275,22 @@ class LTCCell(RecurrentCell):
         s = torch.sigmoid(torch.addcmul(terms.offset, pre.unsqueeze(1), terms.slope))  # (batch, post, pre)
         numerator, conductance = (s * terms.weighted_erev).sum(-1), (s * terms.weight).sum(-1)
         if terms.padding != (0, 0):
-            numerator, conductance = nn.functional.pad(numerator, terms.padding), nn.functional.pad(conductance, terms.padding)
+            numerator = nn.functional.pad(numerator, terms.padding)
+            conductance = nn.functional.pad(conductance, terms.padding)
         return numerator, conductance
 
     def recurrent_terms(self, scale: Tensor | None = None) -> SynapseTerms:
         """The recurrent synapses' :class:`SynapseTerms` (weights times ``scale`` per neuron, when given).
 
-        In :attr:`export_form`, cropped to the neurons that receive recurrent synapses when that leaves out
+        With :attr:`crop_rows`, cropped to the neurons that receive recurrent synapses when that leaves out
         at least a quarter of them (an NCP's sensory-driven inter neurons): the dense per-unfold operations
         then run on the rows that matter, at the price of padding the two sums back (two small operations).
         """
         terms = self.synapse_terms(self.positive(self.w), self.mu, self.sigma, self.erev, self.sparsity_mask, scale)
+        if not self.crop_rows:
+            return terms
         receiving = np.flatnonzero(np.abs(self.wiring.adjacency).sum(0))
-        if not self.export_form or len(receiving) == 0:
+        if len(receiving) == 0:
             return terms
         first, end = int(receiving[0]), int(receiving[-1]) + 1
         if 4 * (end - first) > 3 * self.state_size:
