@@ -14,7 +14,10 @@ policy does. Policies on Dict observations (``MultiInput*Policy``) do not export
 format); :func:`export_torchscript` and :func:`export_onnx` refuse them with a ``ValueError``.
 
 Exports run the cells' reference implementation (``fast=False``: no compiled kernels), which
-computes the same function as the fast path the agent uses. ``export_torchscript(..., kernel="native")``
+computes the same function as the fast path the agent uses; LTC cells in their export form
+(:attr:`~ltc_rl.cells.LTCCell.export_form`: input mapping, ``cm / h`` and, for ONNX, a sparse wiring's
+unreached neurons folded out of the per-unfold operations; the output mapping folded into the action layer),
+the same step in float rounding with fewer operations on the batch. ``export_torchscript(..., kernel="native")``
 instead records the LTC cells' step as one call of ltc_rl's native kernel (the operator
 ``ltc_rl::inference``, fused solver on CPU): the agent's own code, about as fast, but the file then runs
 only where ltc_rl's kernel is loaded (:func:`load_torchscript` loads it, as does
