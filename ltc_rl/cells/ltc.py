@@ -143,9 +143,9 @@ class LTCCell(RecurrentCell):
     #: constants. The same function in float rounding, but its ``cm`` gradient is a few times less accurate,
     #: so the reference that checks the fast path keeps the plain form.
     export_form: bool = False
-    #: With :attr:`export_form`, crop the recurrent synapses to the neurons that receive any (:meth:`recurrent_terms`):
-    #: fewer elements per unfold for two padding operations, which pays in ONNX Runtime (per-element cost) and
-    #: not in TorchScript's interpreter (per-operation cost), so only ONNX exports set it.
+    #: Crop the recurrent synapses to the neurons that receive any (:meth:`recurrent_terms`), another export
+    #: option: fewer elements per unfold for two padding operations, which pays in ONNX Runtime (per-element
+    #: cost) and not in TorchScript's interpreter (per-operation cost), so only ONNX exports set it.
     crop_rows: bool = False
 
     def __init__(
