@@ -14,7 +14,10 @@ policy does. Policies on Dict observations (``MultiInput*Policy``) do not export
 format); :func:`export_torchscript` and :func:`export_onnx` refuse them with a ``ValueError``.
 
 Exports run the cells' reference implementation (``fast=False``: no compiled kernels), which
-computes the same function as the fast path the agent uses. ``export_torchscript(..., kernel="native")``
+computes the same function as the fast path the agent uses; LTC cells in their export form
+(:attr:`~ltc_rl.cells.LTCCell.export_form`: input mapping, ``cm / h`` and, for ONNX, a sparse wiring's
+unreached neurons folded out of the per-unfold operations; the output mapping folded into the action layer),
+the same step in float rounding with fewer operations on the batch. ``export_torchscript(..., kernel="native")``
 instead records the LTC cells' step as one call of ltc_rl's native kernel (the operator
 ``ltc_rl::inference``, fused solver on CPU): the agent's own code, about as fast, but the file then runs
 only where ltc_rl's kernel is loaded (:func:`load_torchscript` loads it, as does
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from agents.agent import LTCAgent
 from agents.network import PolicyNetwork
@@ -50,9 +53,10 @@ def _network(source: LTCAgent | PolicyNetwork) -> PolicyNetwork:
     return source.network if isinstance(source, LTCAgent) else source
 
 
-def _exportable(network: PolicyNetwork, kernel: str = "reference") -> PolicyNetwork:
-    """A CPU copy of ``network`` in eval mode whose cells run their reference (uncompiled) code, except the
-    LTC cells with ``kernel="native"``, which keep the fast path (traced as the native kernel's operator)."""
+def _exportable(network: PolicyNetwork, kernel: str = "reference", crop_rows: bool = False) -> PolicyNetwork:
+    """A CPU copy of ``network`` in eval mode whose cells run their reference (uncompiled) code, the LTC cells
+    in their export form (``crop_rows``: see :attr:`LTCCell.crop_rows`), except the LTC cells with
+    ``kernel="native"``, which keep the fast path (traced as the native kernel's operator)."""
     if network.dict_observations:
         raise ValueError(f"cannot export a policy on Dict observations (keys {sorted(network.observation_shape)}): "
                          "the exported step takes one obs array; train on flattened observations "
@@ -65,7 +69,30 @@ def _exportable(network: PolicyNetwork, kernel: str = "reference") -> PolicyNetw
     for module in network.modules():
         if hasattr(module, "fast"):
             module.fast = kernel == "native" and isinstance(module, LTCCell)
+        if isinstance(module, LTCCell):
+            module.export_form = not module.fast
+            module.crop_rows = crop_rows and module.export_form
+    _fold_output_mapping(network)
     return network
+
+
+def _fold_output_mapping(network: PolicyNetwork) -> None:
+    """Folds the LTC cell's output scale and shift into the action layer that follows it (an affine map of an
+    affine map), two operations fewer per exported step; reference-form cells feeding a plain ``nn.Linear``
+    only (the native kernel applies the mapping itself)."""
+    cell, linear = network.cell, network.action_net
+    if not (isinstance(cell, LTCCell) and cell.export_form and cell.output_mapping is not None
+            and network.empty_head and type(linear) is nn.Linear):
+        return
+    with torch.no_grad():
+        shift = linear.weight @ cell.output_b if cell.output_mapping == "affine" else None
+        if shift is not None and linear.bias is None:
+            linear.bias = nn.Parameter(shift, requires_grad=False)
+        elif shift is not None:
+            linear.bias.add_(shift)
+        linear.weight.mul_(cell.output_w)
+    cell.output_mapping = None
+    network.action_net = linear  # drops the network's cached step parts, which hold the old bias
 
 
 def _check_native(network: PolicyNetwork) -> None:
@@ -155,7 +182,7 @@ def export_onnx(source: LTCAgent | PolicyNetwork, path: str | Path, opset_versio
     except ImportError as exc:
         raise ImportError("ONNX export needs the onnx package: pip install 'ltc_rl[export]' "
                           "(onnx, and onnxruntime to run the file).") from exc
-    network = _exportable(_network(source))
+    network = _exportable(_network(source), crop_rows=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = {"obs": {0: "batch"}, "state": {0: "batch"}, "dt": {0: "batch"}, "action": {0: "batch"},

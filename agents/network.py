@@ -44,8 +44,16 @@ class _StepParts(NamedTuple):
     head: nn.Module | None
     linear: tuple[Tensor, Tensor | None] | None
     action_net: nn.Module
-    low: Tensor | None
-    high: Tensor | None
+    low: Tensor | float | None
+    high: Tensor | float | None
+
+
+def _bound(bound: Tensor) -> Tensor | float:
+    """An action bound as one number where it is the same for every action (one clamp against two scalars: one
+    operation in an export instead of a maximum and a minimum), else the tensor."""
+    if bound.numel() and bool((bound == bound[0]).all()):
+        return float(bound[0])
+    return bound
 
 
 class PolicyNetwork(nn.Module):
@@ -115,7 +123,7 @@ class PolicyNetwork(nn.Module):
                 self.obs_scale if self.normalized else None, self.obs_shift if self.normalized else None,
                 self.obs_clip if self.normalized else 0.0, None if self.cell is None else self.cell.forward,
                 None if self.empty_head else self.head, None if linear is None else (linear.weight, linear.bias),
-                self.action_net, None if self.discrete else self.action_low, None if self.discrete else self.action_high)
+                self.action_net, *(None, None) if self.discrete else map(_bound, (self.action_low, self.action_high)))
         return parts
 
     @property

@@ -307,6 +307,44 @@ def test_onnx_graph_names_the_inputs_it_takes(tmp_path):
     np.testing.assert_allclose(action, agent.act(obs), atol=1e-5)
 
 
+@pytest.mark.parametrize("time_unit", [None, 0.05], ids=["no-dt", "dt"])
+@pytest.mark.parametrize("wiring", ["fc", "ncp"])
+def test_ltc_policy_exports_match_the_agent_at_batch_1_and_3(wiring, time_unit, tmp_path):
+    """The FC 64 and AutoNCP(64, 6) policies that the latency benchmark times, with input and output mappings
+    away from identity: the exports' folded step (input mapping in the sensory synapses, output mapping in
+    the action layer, without dt the update divided by cm / h, the NCP's recurrent synapses cropped to the
+    neurons receiving them) follows the agent, batch 1 and 3, with dt where the policy takes it."""
+    pytest.importorskip("onnx", reason="ONNX export needs the 'export' extra (onnx)")
+    ort = pytest.importorskip("onnxruntime", reason="running the ONNX file needs onnxruntime ('export' extra)")
+    agent = halfcheetah_sized_agent(wiring)
+    agent.network.time_unit = time_unit
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name in ("input_w", "input_b", "output_w", "output_b"):
+            getattr(agent.network.cell, name).add_(0.3 * torch.randn(agent.network.cell.output_size if "output" in name
+                                                                     else 17, generator=generator))
+    session = ort.InferenceSession(str(export_onnx(agent, tmp_path / "policy.onnx")),
+                                   providers=["CPUExecutionProvider"])
+    assert ("dt" in {i.name for i in session.get_inputs()}) == (time_unit is not None)
+    module, _ = load_torchscript(export_torchscript(agent, tmp_path / "policy.pt"))
+    rng = np.random.default_rng(4)
+    for batch in (1, 3):
+        onnx_state = script_state = np.zeros((batch, agent.state_size), np.float32)
+        agent.reset()
+        for _ in range(4):
+            obs = rng.normal(size=(batch, 17)).astype(np.float32)
+            dt = rng.uniform(0.5, 2.0, batch).astype(np.float32) * (time_unit or 1.0)
+            feed = {"obs": obs, "state": onnx_state, **({"dt": dt} if time_unit is not None else {})}
+            onnx_action, onnx_state = session.run(None, feed)
+            with torch.no_grad():
+                script_action, script_state = module(torch.as_tensor(obs), torch.as_tensor(script_state),
+                                                     torch.as_tensor(dt))
+            expected = agent.act(obs, dt=dt if time_unit is not None else None)
+            for action, state in ((onnx_action, onnx_state), (script_action.numpy(), script_state.numpy())):
+                np.testing.assert_allclose(action, expected, atol=1e-5)
+                np.testing.assert_allclose(state, agent.state.numpy(), atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------- evaluation
 def test_evaluate_script_writes_tables_json_and_neuron_plots(pendulum_run, tmp_path, capsys):
     out = tmp_path / "eval.json"

@@ -222,3 +222,23 @@ def test_native_kernel_reads_the_spec_fields_in_their_order() -> None:
     assert match is not None, "ltc_native.cpp lost its Field enumeration"
     names = [name.strip().lower() for name in match.group(1).split(",") if name.strip()]
     assert names == [*ltc_fast.CellTensors._fields, "field_count"]
+
+
+@pytest.mark.parametrize("with_dt", [False, True], ids=["no-dt", "dt"])
+@pytest.mark.parametrize("wiring", ["fc", "random", "autoncp"])
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_export_form_computes_the_reference_step(solver: str, wiring: str, with_dt: bool) -> None:
+    """The form exports trace (input mapping folded into the sensory synapses, without dt the fused update
+    divided by cm / h, an NCP's recurrent synapses cropped to the neurons receiving them) is the same step."""
+    reference, _ = make_pair(wiring, solver, torch.float64)
+    exported = copy.deepcopy(reference)
+    exported.export_form = exported.crop_rows = True
+    inputs = make_inputs(reference, torch.float64, with_dt, with_resets=False)
+    padding = exported.recurrent_terms().padding
+    assert (padding != (0, 0)) == (wiring == "autoncp")  # AutoNCP(16, 3): the 8 inter neurons receive none
+    with torch.no_grad():
+        for step in range(3):
+            dt = None if inputs["dt"] is None else inputs["dt"][:, step]
+            expected, actual = reference(inputs["x"][:, step], inputs["state"], dt), \
+                exported(inputs["x"][:, step], inputs["state"], dt)
+            torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12)

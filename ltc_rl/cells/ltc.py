@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -54,6 +55,9 @@ class SynapseTerms(NamedTuple):
     offset: Tensor
     weighted_erev: Tensor
     weight: Tensor
+    #: Post-synaptic neurons left out before and after the rows held (exports crop a sparse wiring's
+    #: neurons without synapses of this population; their sums are zero).
+    padding: tuple[int, int] = (0, 0)
 
 
 _INIT_RANGES = {
@@ -133,6 +137,16 @@ class LTCCell(RecurrentCell):
 
     #: Run the fast path (class default, so cells pickled before the option existed use it too).
     fast: bool = True
+    #: The reference step in the form exports trace (:mod:`agents.export` sets it on its copy): the input
+    #: mapping folded into the sensory synapses and, without ``dt``, the fused update divided by ``cm / h``,
+    #: so the traced graph has fewer operations on the batch per unfold once the parameter-only products are
+    #: constants. The same function in float rounding, but its ``cm`` gradient is a few times less accurate,
+    #: so the reference that checks the fast path keeps the plain form.
+    export_form: bool = False
+    #: Crop the recurrent synapses to the neurons that receive any (:meth:`recurrent_terms`), another export
+    #: option: fewer elements per unfold for two padding operations, which pays in ONNX Runtime (per-element
+    #: cost) and not in TorchScript's interpreter (per-operation cost), so only ONNX exports set it.
+    crop_rows: bool = False
 
     def __init__(
         self,
@@ -239,7 +253,7 @@ class LTCCell(RecurrentCell):
         return x
 
     def map_outputs(self, state: Tensor) -> Tensor:
-        y = state[:, : self.output_size]
+        y = state if self.output_size == state.shape[1] else state[:, : self.output_size]
         if self.output_mapping in ("affine", "linear"):
             y = y * self.output_w
         if self.output_mapping == "affine":
@@ -247,9 +261,11 @@ class LTCCell(RecurrentCell):
         return y
 
     @staticmethod
-    def synapse_terms(weight: Tensor, mu: Tensor, sigma: Tensor, erev: Tensor, mask: Tensor) -> SynapseTerms:
-        """The :class:`SynapseTerms` of a population from its ``(pre, post)`` parameters and positive weights."""
-        weight = weight * mask
+    def synapse_terms(weight: Tensor, mu: Tensor, sigma: Tensor, erev: Tensor, mask: Tensor,
+                      scale: Tensor | None = None) -> SynapseTerms:
+        """The :class:`SynapseTerms` of a population from its ``(pre, post)`` parameters and positive weights;
+        ``scale`` ``(post,)``, when given, multiplies each post-synaptic neuron's weights."""
+        weight = weight * mask if scale is None else weight * (mask * scale)
         return SynapseTerms(sigma.t().contiguous(), (-(mu * sigma)).t().contiguous(),
                             (weight * erev).t().contiguous(), weight.t().contiguous())
 
@@ -257,17 +273,43 @@ class LTCCell(RecurrentCell):
     def synapse_sums(pre: Tensor, terms: SynapseTerms) -> tuple[Tensor, Tensor]:
         """Summed ``w s(pre) erev`` and ``w s(pre)`` per post-synaptic neuron, ``(batch, post)`` each."""
         s = torch.sigmoid(torch.addcmul(terms.offset, pre.unsqueeze(1), terms.slope))  # (batch, post, pre)
-        return (s * terms.weighted_erev).sum(-1), (s * terms.weight).sum(-1)
+        numerator, conductance = (s * terms.weighted_erev).sum(-1), (s * terms.weight).sum(-1)
+        if terms.padding != (0, 0):
+            numerator = nn.functional.pad(numerator, terms.padding)
+            conductance = nn.functional.pad(conductance, terms.padding)
+        return numerator, conductance
 
-    def recurrent_terms(self) -> SynapseTerms:
-        """The recurrent synapses' :class:`SynapseTerms`."""
-        return self.synapse_terms(self.positive(self.w), self.mu, self.sigma, self.erev, self.sparsity_mask)
+    def recurrent_terms(self, scale: Tensor | None = None) -> SynapseTerms:
+        """The recurrent synapses' :class:`SynapseTerms` (weights times ``scale`` per neuron, when given).
 
-    def sensory_drive(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Input synapses' contribution (constant over the unfolds of one step)."""
+        With :attr:`crop_rows`, cropped to the neurons that receive recurrent synapses when that leaves out
+        at least a quarter of them (an NCP's sensory-driven inter neurons): the dense per-unfold operations
+        then run on the rows that matter, at the price of padding the two sums back (two small operations).
+        """
+        terms = self.synapse_terms(self.positive(self.w), self.mu, self.sigma, self.erev, self.sparsity_mask, scale)
+        if not self.crop_rows:
+            return terms
+        receiving = np.flatnonzero(np.abs(self.wiring.adjacency).sum(0))
+        if len(receiving) == 0:
+            return terms
+        first, end = int(receiving[0]), int(receiving[-1]) + 1
+        if 4 * (end - first) > 3 * self.state_size:
+            return terms
+        return SynapseTerms(*(term[first:end] for term in terms[:4]), padding=(first, self.state_size - end))
+
+    def sensory_drive(self, x: Tensor, scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Input synapses' contribution (constant over the unfolds of one step; weights times ``scale`` per
+        neuron, when given). In :attr:`export_form` the input mapping is folded into the terms,
+        ``sigma (x w_in + b_in - mu) = (sigma w_in) x + sigma (b_in - mu)``."""
         terms = self.synapse_terms(self.positive(self.sensory_w), self.sensory_mu, self.sensory_sigma,
-                                   self.sensory_erev, self.sensory_sparsity_mask)
-        return self.synapse_sums(self.map_inputs(x), terms)
+                                   self.sensory_erev, self.sensory_sparsity_mask, scale)
+        if not self.export_form:
+            return self.synapse_sums(self.map_inputs(x), terms)
+        if self.input_mapping == "affine":
+            terms = terms._replace(offset=terms.offset + terms.slope * self.input_b)
+        if self.input_mapping in ("affine", "linear"):
+            terms = terms._replace(slope=terms.slope * self.input_w)
+        return self.synapse_sums(x, terms)
 
     def derivative(self, v: Tensor, drive: tuple[Tensor, Tensor], terms: SynapseTerms | None = None) -> Tensor:
         """dv/dt of the LTC ODE for state ``v`` under the given sensory drive (``terms``: the recurrent
@@ -291,18 +333,28 @@ class LTCCell(RecurrentCell):
                                       None if dt is None else as_timespan(dt, x.shape[0], x))
         # Without dt every step has the nominal length: h a number, so cm / h is parameter-only (exports fold it).
         h = 1.0 / self.ode_unfolds if dt is None else as_timespan(dt, x.shape[0], x) / self.ode_unfolds
-        drive = self.sensory_drive(x)
-        terms = self.recurrent_terms()
+        # Export form, fused solver, fixed step: the update's numerator and denominator are divided by cm / h,
+        # and h / cm is folded into the (parameter-only) synapse weights, which saves the product cm / h v on
+        # every unfold.
+        scale = h / self.positive(self.cm) if self.export_form and self.solver == "fused" and dt is None else None
+        drive = self.sensory_drive(x, scale)
+        terms = self.recurrent_terms(scale)
         v = state
         if self.solver == "fused":
             # v' = (cm/h v + gleak vleak + num + sensory num) / (cm/h + gleak + cond + sensory cond + epsilon);
             # the terms that stay the same over the unfolds of one step are summed once.
-            gleak, cm_t = self.positive(self.gleak), self.positive(self.cm) / h
-            top_rest = gleak * self.vleak + drive[0]
-            bottom_rest = cm_t + (gleak + self.epsilon) + drive[1]
+            gleak = self.positive(self.gleak)
+            if scale is None:
+                cm_t = self.positive(self.cm) / h
+                top_rest, bottom_rest = gleak * self.vleak + drive[0], cm_t + (gleak + self.epsilon) + drive[1]
+            else:  # divided by cm / h: v's own factor is 1
+                cm_t = None
+                top_rest = gleak * self.vleak * scale + drive[0]
+                bottom_rest = (gleak + self.epsilon) * scale + 1.0 + drive[1]
             for _ in range(self.ode_unfolds):
                 numerator, conductance = self.synapse_sums(v, terms)
-                v = (torch.addcmul(top_rest, cm_t, v) + numerator) / (bottom_rest + conductance)
+                top = top_rest + v if cm_t is None else torch.addcmul(top_rest, cm_t, v)
+                v = (top + numerator) / (bottom_rest + conductance)
         elif self.solver == "euler":
             for _ in range(self.ode_unfolds):
                 v = v + h * self.derivative(v, drive, terms)
