@@ -11,6 +11,11 @@ Three numbers explain most of how an LTC policy behaves in control (BENCHMARKS.m
 - **input sensitivity**: the mean ``|d next state / d input|`` over the inputs the cell read below zero and
   above zero, separately. An LTC reads each input through sigmoids whose thresholds start above zero, so
   standardised inputs below zero can be almost invisible to it; the ratio says by how much.
+
+And one number that says whether the policy's returns depend on that memory: the **memoryless return**, the
+return of the same episode (same seed) with the state reset before every step. Close to the episode's return:
+the policy is reactive; far below: it relies on what it carries over (an LSTM's reset state is also off its
+trained range, so part of its loss can come from that).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class CellDiagnostics:
     sensitivity_negative: float  # mean |d next state / d input| over inputs below zero
     sensitivity_positive: float  # ... and over inputs at or above zero
     state_std: float  # spread of the state over the episode, mean over neurons
+    episode_return: float  # return of the diagnosed episode
+    memoryless_return: float | None = None  # the same episode with the state reset before every step
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,9 +59,11 @@ def _as_tensor(observations: np.ndarray | dict[str, np.ndarray], device: torch.d
     return torch.as_tensor(observations, device=device)
 
 
-def diagnose_cell(agent: LTCAgent, trace: EpisodeTrace, seed: int = 0) -> CellDiagnostics:
+def diagnose_cell(agent: LTCAgent, trace: EpisodeTrace, seed: int = 0,
+                  memoryless: EpisodeTrace | None = None) -> CellDiagnostics:
     """Time constants, memory and input sensitivity of ``agent``'s cell along ``trace`` (recorded with
-    :func:`agents.evaluation.record_episode` from this agent); ``seed`` draws the state perturbation."""
+    :func:`agents.evaluation.record_episode` from this agent); ``seed`` draws the state perturbation;
+    ``memoryless``: the same episode recorded with ``memoryless=True``, for the memoryless return."""
     network = agent.network
     cell = network.cell
     if cell is None:
@@ -89,7 +98,8 @@ def diagnose_cell(agent: LTCAgent, trace: EpisodeTrace, seed: int = 0) -> CellDi
         steps=steps, time_constants=quantiles, memory=float(kept.median()),
         sensitivity_negative=float(jacobian[below].mean()) if below.any() else float("nan"),
         sensitivity_positive=float(jacobian[~below].mean()) if (~below).any() else float("nan"),
-        state_std=float(after.std(dim=0).mean()) if steps > 1 else 0.0)
+        state_std=float(after.std(dim=0).mean()) if steps > 1 else 0.0, episode_return=trace.episode_return,
+        memoryless_return=None if memoryless is None else memoryless.episode_return)
 
 
 def format_diagnostics(diagnostics: CellDiagnostics, cell_name: str) -> str:
@@ -105,4 +115,7 @@ def format_diagnostics(diagnostics: CellDiagnostics, cell_name: str) -> str:
     lines.append(f"  input sensitivity {diagnostics.sensitivity_negative:.3g} below zero, "
                  f"{diagnostics.sensitivity_positive:.3g} above ({ratio:.1f}x)")
     lines.append(f"  state spread {diagnostics.state_std:.3g} (std over the episode, mean over neurons)")
+    if diagnostics.memoryless_return is not None:
+        lines.append(f"  return {diagnostics.episode_return:.1f}; with the state reset before every step "
+                     f"{diagnostics.memoryless_return:.1f} (what the policy owes to its memory)")
     return "\n".join(lines)

@@ -308,8 +308,11 @@ class EpisodeTrace:
 
 
 def record_episode(agent: LTCAgent, env_id: str | None = None, obs_noise: float | None = None, seed: int = 0,
-                   deterministic: bool = True, max_steps: int | None = None) -> EpisodeTrace:
-    """Run one episode and record the agent's recurrent state (the neuron potentials, for LTC) at every step."""
+                   deterministic: bool = True, max_steps: int | None = None, memoryless: bool = False) -> EpisodeTrace:
+    """Run one episode and record the agent's recurrent state (the neuron potentials, for LTC) at every step.
+
+    ``memoryless`` resets the state before every step (an ablation: what the policy achieves without carrying
+    anything from one step to the next)."""
     if agent.state_size == 0:
         raise ConfigError("a feed-forward policy has no recurrent state (no neurons) to trace.")
     env = _make_single(agent, env_id, obs_noise, seed)
@@ -321,6 +324,8 @@ def record_episode(agent: LTCAgent, env_id: str | None = None, obs_noise: float 
         while max_steps is None or len(rewards) < max_steps:
             dt = info.get(ELAPSED_TIME_KEY)
             observations.append(obs)
+            if memoryless:
+                agent.reset()
             action = agent.act(obs, dt=dt, deterministic=deterministic)
             assert agent.state is not None
             states.append(agent.state[0].cpu().numpy().copy())

@@ -365,6 +365,7 @@ def test_evaluate_script_writes_tables_json_and_neuron_plots(pendulum_run, tmp_p
     diagnostics = document["cell_diagnostics"]
     low, median, high = diagnostics["time_constants"]
     assert 0 < low <= median <= high and diagnostics["memory"] >= 0 and diagnostics["steps"] > 0
+    assert isinstance(diagnostics["memoryless_return"], float) and isinstance(diagnostics["episode_return"], float)
 
 
 def _cell_diagnostics_with_cm(run, cm: float):
@@ -386,6 +387,22 @@ def test_cell_diagnostics_follow_the_membrane_time_constant(pendulum_run):
     assert fast.time_constants[2] < 1e-3 and fast.memory < 0.05
     assert slow.sensitivity_negative < fast.sensitivity_negative  # a slow membrane barely moves with its input
     assert "time constants" in format_diagnostics(slow, "LTCCell")
+
+
+def test_memoryless_episode_resets_the_state_before_every_step(pendulum_run):
+    agent = LTCAgent.load(pendulum_run)
+    with torch.no_grad():  # a slow membrane: the state carries over, so the reset changes what the agent does
+        agent.network.cell.cm.fill_(10.0)
+    kept, reset = record_episode(agent, max_steps=30), record_episode(agent, max_steps=30, memoryless=True)
+    for step in (3, 17, 29):  # each state of the memoryless episode is one step from the initial state
+        agent.reset()
+        agent.act(reset.observations[step], dt=float(reset.dts[step]))
+        np.testing.assert_allclose(reset.states[step], agent.state[0].numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(kept.states[5:], reset.states[5:], atol=1e-3)
+    diagnostics = diagnose_cell(agent, kept, memoryless=reset)
+    assert diagnostics.memoryless_return == reset.episode_return and diagnostics.episode_return == kept.episode_return
+    assert "with the state reset before every step" in format_diagnostics(diagnostics, "LTCCell")
+    assert diagnose_cell(agent, kept).memoryless_return is None
 
 
 def test_evaluate_script_samples_only_with_stochastic(pendulum_run, tmp_path, capsys):

@@ -3,7 +3,7 @@
     python scripts/evaluate.py --model runs/HalfCheetah-v5_ltc_seed0 --episodes 10
     python scripts/evaluate.py --model RUN_DIR --obs-noise 0 0.1 0.2 --json eval.json     # robustness table
     python scripts/evaluate.py --model RUN_DIR --plot-neurons neurons.png --video cheetah.mp4
-    python scripts/evaluate.py --model RUN_DIR --diagnose        # time constants, memory, input sensitivity
+    python scripts/evaluate.py --model RUN_DIR --diagnose        # time constants, memory, input sensitivity, memoryless return
     python scripts/evaluate.py --model RUN_DIR/best --env HalfCheetahNoVel-v5             # another task id
     python scripts/evaluate.py --model RUN_DIR --load-checkpoint 100000                   # or --load-best
     python scripts/evaluate.py --model RUN_DIR/checkpoints/ckpt_100000_steps.zip          # a checkpoint zip
@@ -53,8 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot-neurons", metavar="OUT.png",
                         help="neuron activity over one episode (+ OUT_wiring.png, the wiring diagram)")
     parser.add_argument("--diagnose", action="store_true",
-                        help="time constants, memory and input sensitivity of the recurrent cell over one episode "
-                             "(also in --json)")
+                        help="time constants, memory and input sensitivity of the recurrent cell over one episode, "
+                             "and its return with the state reset before every step (also in --json)")
     parser.add_argument("--video", metavar="OUT.mp4", help="render one episode (.mp4 or .gif)")
     parser.add_argument("--video-steps", type=int, default=1000, help="at most this many video frames (default 1000)")
     parser.add_argument("--device", default="cpu", help="torch device of the agent (default cpu)")
@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         if args.plot_neurons or args.diagnose else None
     extra = {}
     if args.diagnose:
-        diagnostics = diagnose_cell(agent, trace)
+        memoryless = record_episode(agent, args.env, levels[0], args.seed, deterministic, memoryless=True)
+        diagnostics = diagnose_cell(agent, trace, memoryless=memoryless)
         print(format_diagnostics(diagnostics, type(agent.cell).__name__))
         extra["cell_diagnostics"] = diagnostics.to_dict()
     if args.json:
