@@ -3,8 +3,9 @@
 Three numbers explain most of how an LTC policy behaves in control (BENCHMARKS.md, "Policy quality"):
 
 - **time constants**: the liquid time constant ``cm / (gleak + synaptic conductance)`` of every neuron at every
-  step (LTC cells only), in nominal control steps. Far below 1, the cell settles within one step and acts as an
-  equilibrium (memoryless) network; near or above 1, its state carries over from step to step.
+  step (LTC cells only), in control steps (each divided by the length of the step the cell took). Far below
+  1, the cell settles within one step and acts as an equilibrium (memoryless) network; near or above 1, its
+  state carries over from step to step.
 - **memory**: how much of a small perturbation of the state survives one step, ``|h'(h + d) - h'(h)| / |d|``
   for the same input (median over the episode). Near 0: the next state ignores the previous one; near 1: it
   keeps it. This holds for every cell (LSTM, GRU, CfC as well as LTC).
@@ -76,6 +77,8 @@ def diagnose_cell(agent: LTCAgent, trace: EpisodeTrace, seed: int = 0,
     with torch.no_grad():
         inputs = network.cell_input(_as_tensor(trace.observations, device)).float()
         taus = cell.time_constants(inputs, before) if hasattr(cell, "time_constants") else None
+        if taus is not None and dt is not None:  # in steps of the length the cell took (1 unless time_unit says)
+            taus = taus / dt.unsqueeze(-1)
     quantiles = None
     if taus is not None:
         quantiles = tuple(float(q) for q in torch.quantile(taus.flatten().double(),

@@ -389,6 +389,15 @@ def test_cell_diagnostics_follow_the_membrane_time_constant(pendulum_run):
     assert "time constants" in format_diagnostics(slow, "LTCCell")
 
 
+def test_time_constants_count_steps_of_the_length_the_cell_took(pendulum_run):
+    agent = LTCAgent.load(pendulum_run)
+    trace = record_episode(agent, max_steps=20)
+    nominal = diagnose_cell(agent, trace).time_constants
+    agent.network.time_unit *= 2  # the same episode, every step half as long for the cell
+    halved = diagnose_cell(agent, trace).time_constants
+    np.testing.assert_allclose(np.array(halved), 2 * np.array(nominal), rtol=1e-5)
+
+
 def test_memoryless_episode_resets_the_state_before_every_step(pendulum_run):
     agent = LTCAgent.load(pendulum_run)
     with torch.no_grad():  # a slow membrane: the state carries over, so the reset changes what the agent does
