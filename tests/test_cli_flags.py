@@ -26,9 +26,11 @@ SHARED = {
                    "ltc,lstm"),
     "--models": (("sweep", "pomdp_study", "seqpred", "bench_vecenv"), ["--models", "ltc,lstm"], "policies",
                  "ltc,lstm"),
-    "--num-threads": (("train", "seqpred", "bench_ppo", "bench_vecenv", "bench_cell"), ["--num-threads", "3"],
+    "--num-threads": (("train", "seqpred", "bench_ppo", "bench_vecenv", "bench_cell", "bench_memory_task"),
+                      ["--num-threads", "3"],
                       "num_threads", 3),
-    "--threads": (("train", "seqpred", "bench_ppo", "bench_vecenv", "bench_cell"), ["--threads", "3"],
+    "--threads": (("train", "seqpred", "bench_ppo", "bench_vecenv", "bench_cell", "bench_memory_task"),
+                  ["--threads", "3"],
                   "num_threads", 3),
     "--seed": (("train", "evaluate", "collect_traces", "sweep", "pomdp_study"), ["--seed", "4"], "seed", 4),
 }

@@ -163,6 +163,9 @@ def stub_long_work(name: str, module: ModuleType, patch: pytest.MonkeyPatch) -> 
     elif name == "bench_ppo":
         patch.setattr(module, "run_benchmark", _stub([]))
         patch.setattr(module, "format_results", _stub(""))
+    elif name == "bench_memory_task":
+        patch.setattr(module, "run_check", _stub([]))
+        patch.setattr(module, "format_results", _stub(""))
     elif name == "pomdp_study":
         patch.setattr(module, "run_pomdp_study", _stub(None))
     elif name == "sweep":
