@@ -13,7 +13,7 @@ import sys
 import gymnasium as gym
 import torch
 
-import envs
+import envs  # noqa: F401 - registers CartPoleNoVel-v1
 from ltc_rl.bench.memory_task import CANDIDATES, format_results, run_check
 from ltc_rl.cli import add_num_threads, check_num_threads
 from ltc_rl.errors import cli_main
@@ -40,7 +40,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(check_num_threads(args.num_threads))
-    envs.check_env_id(ENV_ID)
     results = run_check(lambda: gym.make(ENV_ID), parse_list(args.candidates), parse_seeds(args.seeds),
                         total_timesteps=args.total_timesteps, policy_kwargs=parse_overrides(args.hp))
     print(format_results(results))
