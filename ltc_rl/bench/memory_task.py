@@ -86,26 +86,30 @@ def run_check(make_env: Callable[[], gym.Env], candidates: Sequence[str], seeds:
             env = VecNormalize(make_vec_env(make_env, n_envs=N_ENVS, seed=seed))
             eval_env = VecNormalize(make_vec_env(make_env, n_envs=4, seed=seed + 1000), training=False,
                                     norm_reward=False)
-            with tempfile.TemporaryDirectory() as folder:
-                callback = EvalCallback(eval_env, n_eval_episodes=eval_episodes, eval_freq=max(1, eval_every // N_ENVS),
-                                        log_path=folder, verbose=0)
-                start = time.perf_counter()
-                model = _build(candidate, env, seed, policy_kwargs or {})
-                model.learn(total_timesteps=total_timesteps, callback=callback)
-                final, _ = evaluate_policy(model, env, n_eval_episodes=10)
-                curve = tuple((int(step), float(np.mean(returns)))
-                              for step, returns in zip(callback.evaluations_timesteps, callback.evaluations_results))
-            results.append(CheckResult(candidate, seed, float(final), curve, time.perf_counter() - start))
-            env.close()
-            eval_env.close()
-            progress(f"{candidate}, seed {seed}: {float(final):.1f} ({'passed' if results[-1].passed else 'failed'})")
+            try:
+                with tempfile.TemporaryDirectory() as folder:  # EvalCallback keeps its history only with a log path
+                    callback = EvalCallback(eval_env, n_eval_episodes=eval_episodes,
+                                            eval_freq=max(1, eval_every // N_ENVS), log_path=folder, verbose=0)
+                    start = time.perf_counter()
+                    model = _build(candidate, env, seed, policy_kwargs or {})
+                    model.learn(total_timesteps=total_timesteps, callback=callback)
+                    final, _ = evaluate_policy(model, env, n_eval_episodes=10)
+                    curve = tuple((int(step), float(np.mean(returns))) for step, returns
+                                  in zip(callback.evaluations_timesteps, callback.evaluations_results))
+            finally:
+                env.close()
+                eval_env.close()
+            result = CheckResult(candidate, seed, float(final), curve, time.perf_counter() - start)
+            results.append(result)
+            progress(f"{candidate}, seed {seed}: {result.final_return:.1f} "
+                     f"({'passed' if result.passed else 'failed'}, {result.wall_s / 60:.1f} min)")
     return results
 
 
 def format_results(results: Sequence[CheckResult]) -> str:
     """A markdown table: each run's periodic evaluations and final return, then each candidate's pass count."""
     steps = sorted({step for result in results for step, _ in result.curve})
-    lines = ["| candidate | seed | " + " | ".join(f"{step // 1000}k" for step in steps) + " | final (>= 450?) |",
+    lines = ["| candidate | seed | " + " | ".join(f"{step // 1000}k" for step in steps) + f" | final (>= {THRESHOLD:g}?) |",
              "|---|---|" + "---:|" * len(steps) + "---|"]
     for result in results:
         curve = dict(result.curve)
