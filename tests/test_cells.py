@@ -5,6 +5,7 @@ import torch
 
 from ltc_rl import CELL_TYPES, LTCCell, make_cell, wirings
 from ltc_rl.cells import SOLVERS
+from ltc_rl.cells.ltc import INIT_RANGES
 from tests.conftest import requires_cuda
 
 INPUTS, UNITS, BATCH, STEPS = 5, 8, 3, 7
@@ -154,6 +155,27 @@ def test_ltc_invalid_options():
         LTCCell(3, 4, ode_unfolds=0)
     with pytest.raises(ValueError, match="mapping"):
         LTCCell(3, 4, input_mapping="quadratic")
+
+
+def test_ltc_init_ranges_replace_only_the_named_ranges():
+    torch.manual_seed(0)
+    cell = LTCCell(INPUTS, 32, init_ranges={"w": [0.0001, 0.1], "sensory_mu": (-1, 1)})
+    assert cell.w.min() >= 0.0001 and cell.w.max() <= 0.1
+    assert cell.sensory_mu.min() >= -1 and cell.sensory_mu.max() <= 1 and cell.sensory_mu.min() < 0.3
+    default = LTCCell(INPUTS, 32)
+    for name, (low, high) in INIT_RANGES.items():
+        values = getattr(default, name)
+        assert values.min() >= low and values.max() <= high, name
+    assert cell.sigma.min() >= INIT_RANGES["sigma"][0] and cell.sigma.max() <= INIT_RANGES["sigma"][1]
+
+
+@pytest.mark.parametrize("ranges, message", [({"weights": (0, 1)}, "unknown parameter 'weights'"),
+                                             ({"w": (1, 0.1)}, "low <= high"),
+                                             ({"w": 0.1}, "two numbers"),
+                                             ({"w": (0, float("nan"))}, "finite")])
+def test_ltc_bad_init_ranges_name_the_problem(ranges, message):
+    with pytest.raises(ValueError, match=message):
+        LTCCell(INPUTS, UNITS, init_ranges=ranges)
 
 
 @pytest.mark.parametrize("kind", sorted(CELL_TYPES))

@@ -210,6 +210,36 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path):
     loaded.learn(32, reset_num_timesteps=False)  # a loaded model trains on
 
 
+def test_ltc_init_ranges_reach_the_cells_and_survive_save_and_load(tmp_path):
+    kwargs = dict(units=8, cell_kwargs=dict(init_ranges={"w": [0.0001, 0.1]}))
+    model = RecurrentPPO("MlpLtcPolicy", "Pendulum-v1", policy_kwargs=kwargs, **SMALL)
+    for cell in (model.policy.actor_cell, model.policy.critic_cell):
+        assert cell.w.max() <= 0.1
+    model.save(tmp_path / "model")
+    loaded = RecurrentPPO.load(tmp_path / "model", device="cpu")
+    assert loaded.policy.cell_kwargs == kwargs["cell_kwargs"]
+    torch.testing.assert_close(loaded.policy.actor_cell.w, model.policy.actor_cell.w)
+
+
+@pytest.mark.parametrize("policy_kwargs", [dict(units=8), dict(units=8, wiring="ncp")])
+def test_cell_lr_scale_gives_the_cells_their_own_rate(tmp_path, policy_kwargs):
+    model = RecurrentPPO("MlpLtcPolicy", "Pendulum-v1", learning_rate=1e-3,
+                         policy_kwargs=dict(policy_kwargs, cell_lr_scale=10.0), **SMALL)
+    model.learn(64)
+    rate = 1e-3
+    cells = {id(p) for cell in (model.policy.actor_cell, model.policy.critic_cell) for p in cell.parameters()}
+    rest, cell_group = model.policy.optimizer.param_groups
+    assert {id(p) for p in cell_group["params"]} == cells and not cells & {id(p) for p in rest["params"]}
+    assert len(rest["params"]) + len(cells) == len(list(model.policy.parameters()))
+    assert rest["lr"] == pytest.approx(rate) and cell_group["lr"] == pytest.approx(10 * rate)
+    model.save(tmp_path / "model")
+    loaded = RecurrentPPO.load(tmp_path / "model", device="cpu")
+    assert loaded.policy.cell_lr_scale == 10.0
+    assert [group["lr_scale"] for group in loaded.policy.optimizer.param_groups] == [1.0, 10.0]
+    with pytest.raises(ValueError, match="cell_lr_scale must be a positive number"):
+        RecurrentPPO("MlpLtcPolicy", "Pendulum-v1", policy_kwargs=dict(units=8, cell_lr_scale=0), **SMALL)
+
+
 def test_ncp_controller_mode_drives_actions_by_motor_neurons():
     model = RecurrentPPO("MlpLtcPolicy", "Pendulum-v1", policy_kwargs=dict(units=12, wiring="ncp"), **SMALL)
     policy = model.policy

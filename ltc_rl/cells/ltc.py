@@ -26,6 +26,7 @@ selects the code below, which the tests compare the fast path against.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,7 +37,7 @@ from ltc_rl.cells.base import RecurrentCell, as_timespan
 from ltc_rl.kernels import ltc_fast
 from ltc_rl.wirings import FullyConnected, Wiring, from_ncps, is_ncps_wiring
 
-__all__ = ["LTCCell", "SynapseTerms", "SOLVERS"]
+__all__ = ["LTCCell", "SynapseTerms", "SOLVERS", "INIT_RANGES"]
 
 SOLVERS = ("fused", "euler", "rk4")
 _MAPPINGS = ("affine", "linear", None)
@@ -60,7 +61,8 @@ class SynapseTerms(NamedTuple):
     padding: tuple[int, int] = (0, 0)
 
 
-_INIT_RANGES = {
+#: ncps's initialisation: each parameter drawn uniformly from its range (``init_ranges`` overrides any of them).
+INIT_RANGES = {
     "gleak": (0.001, 1.0),
     "vleak": (-0.2, 0.2),
     "cm": (0.4, 0.6),
@@ -71,6 +73,22 @@ _INIT_RANGES = {
     "sensory_sigma": (3.0, 8.0),
     "sensory_mu": (0.3, 0.8),
 }
+
+
+def _check_init_ranges(init_ranges: Mapping[str, Sequence[float]] | None) -> dict[str, tuple[float, float]]:
+    """``init_ranges`` as ``{name: (low, high)}``, or one clear error naming what is wrong."""
+    checked = {}
+    for name, bounds in (init_ranges or {}).items():
+        if name not in INIT_RANGES:
+            raise ValueError(f"init_ranges: unknown parameter {name!r}; choose from {sorted(INIT_RANGES)}.")
+        try:
+            low, high = (float(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise ValueError(f"init_ranges[{name!r}] must be two numbers (low, high), got {bounds!r}.") from None
+        if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+            raise ValueError(f"init_ranges[{name!r}] must be finite with low <= high, got ({low}, {high}).")
+        checked[name] = (low, high)
+    return checked
 
 
 def make_wiring(units_or_wiring: Any, input_size: int) -> Wiring:
@@ -133,6 +151,10 @@ class LTCCell(RecurrentCell):
             :meth:`apply_weight_constraints` (False), as in ncps.
         fast: run :mod:`ltc_rl.kernels.ltc_fast` (default); False runs this readable reference
             (also needed for double backward and ``torch.func`` transforms).
+        init_ranges: ``{name: (low, high)}`` replacing the uniform initialisation range of any parameter of
+            :data:`INIT_RANGES` (ncps's); e.g. ``{"w": (0.0001, 0.1)}`` starts the recurrent synapses ten
+            times weaker (their summed conductance grows with the number of neurons; BENCHMARKS.md, "Why the
+            LSTM is ahead").
     """
 
     #: Run the fast path (class default, so cells pickled before the option existed use it too).
@@ -162,6 +184,7 @@ class LTCCell(RecurrentCell):
         *,
         wiring: Wiring | None = None,
         in_features: int | None = None,
+        init_ranges: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
         input_size, units_or_wiring = _cell_arguments(input_size, units_or_wiring, wiring, in_features)
@@ -182,11 +205,12 @@ class LTCCell(RecurrentCell):
         self.epsilon = float(epsilon)
         self.implicit_param_constraints = bool(implicit_param_constraints)
         self.fast = bool(fast)
+        self.init_ranges = _check_init_ranges(init_ranges)
         self._allocate_parameters()
 
     # ------------------------------------------------------------------ parameters
     def _uniform(self, name: str, *shape: int) -> nn.Parameter:
-        low, high = _INIT_RANGES[name]
+        low, high = self.init_ranges.get(name, INIT_RANGES[name])
         return nn.Parameter(torch.rand(*shape) * (high - low) + low)
 
     def _allocate_parameters(self) -> None:

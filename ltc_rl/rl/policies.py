@@ -155,6 +155,10 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             nominal step and ignores ``dt``.
         use_elapsed_time: feed the cells the elapsed time of every step (True); False counts every step as
             one nominal step whatever the environment reports (an ablation for irregular sampling).
+        cell_lr_scale: the recurrent cells' parameters learn at this multiple of the learning rate (default 1).
+            Adam moves every parameter by about the learning rate per update whatever its scale; an LTC's
+            parameters are tenths to units (``sigma`` 3-8) where an LSTM's weights are hundredths, so at one
+            rate an LTC cell barely leaves its initialisation (BENCHMARKS.md, "Policy quality").
         lstm_hidden_size, n_lstm_layers, lstm_kwargs, enable_critic_lstm, shared_lstm: sb3-contrib's names,
             aliases of ``units``, ``n_layers``, ``cell_kwargs`` and ``critic`` (see
             :func:`resolve_sb3_contrib_aliases`), for every cell.
@@ -194,6 +198,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         controller: bool | None = None,
         time_unit: float | None = None,
         use_elapsed_time: bool = True,
+        cell_lr_scale: float = 1.0,
         n_layers: int | None = None,
         lstm_hidden_size: int | None = None,
         n_lstm_layers: int | None = None,
@@ -240,6 +245,10 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
                              f"got {time_unit!r}.")
         self.time_unit = None if time_unit is None else float(time_unit)
         self.use_elapsed_time = bool(use_elapsed_time)
+        if not (np.isfinite(cell_lr_scale) and cell_lr_scale > 0):
+            raise ValueError(f"cell_lr_scale must be a positive number (the cells' multiple of the learning rate); "
+                             f"got {cell_lr_scale!r}.")
+        self.cell_lr_scale = float(cell_lr_scale)
         super().__init__(observation_space, action_space, lr_schedule, net_arch, activation_fn, ortho_init, use_sde,
                          log_std_init, full_std, use_expln, squash_output, features_extractor_class,
                          features_extractor_kwargs, share_features_extractor, normalize_images, optimizer_class,
@@ -286,14 +295,25 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         if self.controller:
             # The motor neurons are the distribution parameters: no layer between circuit and actions.
             self.action_net = nn.Identity()
-            self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        if self.controller or self.cell_lr_scale != 1.0:  # one group unless the cells have a rate of their own
+            params = self._parameter_groups(lr_schedule(1)) if self.cell_lr_scale != 1.0 else self.parameters()
+            self.optimizer = self.optimizer_class(params, lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _parameter_groups(self, learning_rate: float) -> list[dict[str, Any]]:
+        """The optimiser's groups: the recurrent cells' parameters apart, each group with its ``lr_scale``
+        (:class:`~ltc_rl.rl.ppo.RecurrentPPO` multiplies its scheduled rate by it)."""
+        cells = [p for cell in (self.actor_cell, self.critic_cell) if cell is not None for p in cell.parameters()]
+        in_cells = {id(p) for p in cells}
+        rest = [p for p in self.parameters() if id(p) not in in_cells]
+        return [dict(params=rest, lr_scale=1.0),
+                dict(params=cells, lr_scale=self.cell_lr_scale, lr=learning_rate * self.cell_lr_scale)]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(cell=self.cell_name, units=self.units, n_layers=self.n_layers, wiring=self.wiring_name,
                     sparsity_level=self.sparsity_level, wiring_seed=self.wiring_seed, cell_kwargs=self.cell_kwargs,
                     critic=self.critic, controller=self.controller, time_unit=self.time_unit,
-                    use_elapsed_time=self.use_elapsed_time)
+                    use_elapsed_time=self.use_elapsed_time, cell_lr_scale=self.cell_lr_scale)
         return data
 
     # ------------------------------------------------------------------ state

@@ -173,6 +173,13 @@ class RecurrentPPO(OnPolicyAlgorithm):
         """The elapsed time of a step the environment does not report: one nominal period."""
         return self.policy.time_unit or DEFAULT_ELAPSED_TIME
 
+    def _update_learning_rate(self, optimizers: list[torch.optim.Optimizer] | torch.optim.Optimizer) -> None:
+        """SB3's schedule, then each parameter group's ``lr_scale`` (the policy's ``cell_lr_scale``)."""
+        super()._update_learning_rate(optimizers)
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            for group in optimizer.param_groups:
+                group["lr"] *= group.get("lr_scale", 1.0)
+
     def collect_rollouts(self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer,
                          n_rollout_steps: int) -> bool:
         """Fill the rollout buffer, carrying each environment's recurrent state and elapsed time."""

@@ -158,6 +158,7 @@ POLICY_KWARGS_SCHEMA: dict[str, _Check] = {
     "critic": _NAME,
     "controller": _OPTIONAL_BOOL,
     "time_unit": ("null or a number > 0", lambda v: v is None or (_is_number(v) and v > 0)),
+    "cell_lr_scale": ("a number > 0", lambda v: _is_number(v) and v > 0),
     "n_layers": _POSITIVE_INT,
     # sb3-contrib's names for units, n_layers, cell_kwargs and critic (see ltc_rl.rl.policies)
     "lstm_hidden_size": _POSITIVE_INT,
