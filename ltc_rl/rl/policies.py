@@ -158,7 +158,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         cell_lr_scale: the recurrent cells' parameters learn at this multiple of the learning rate (default 1).
             Adam moves every parameter by about the learning rate per update whatever its scale; an LTC's
             parameters are tenths to units (``sigma`` 3-8) where an LSTM's weights are hundredths, so at one
-            rate an LTC cell barely leaves its initialisation (BENCHMARKS.md, "Policy quality").
+            rate an LTC cell barely leaves its initialisation (BENCHMARKS.md, "Why the LSTM is ahead").
         lstm_hidden_size, n_lstm_layers, lstm_kwargs, enable_critic_lstm, shared_lstm: sb3-contrib's names,
             aliases of ``units``, ``n_layers``, ``cell_kwargs`` and ``critic`` (see
             :func:`resolve_sb3_contrib_aliases`), for every cell.

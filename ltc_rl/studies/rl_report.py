@@ -348,7 +348,8 @@ def write_report(output: str | Path, settings: BenchmarkSettings | None = None, 
         raise ConfigError(f"reps must be >= 1, got {reps}.")
     results = load_results(settings, output)
     finished = sum(run.finished for run in results)
-    lines = ["# RL benchmark", "", f"Latest command: `{settings.command or '-'}` (the settings of every run so far: {SETTINGS_FILE}; "
+    lines = ["# RL benchmark", "",
+             f"Latest command: `{settings.command or '-'}` (the settings of every run so far: {SETTINGS_FILE}; "
              "rerunning a command skips the runs it finds finished)", "",
              f"{finished} of {len(results)} runs finished; {settings.total_timesteps or 'per-task default'} steps "
              f"each; seeds {', '.join(map(str, settings.seeds))} for every policy"
