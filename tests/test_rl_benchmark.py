@@ -46,7 +46,7 @@ def test_shipped_study_describes_the_halfcheetah_study():
     settings = build_settings(load_study(str(STUDY)))
     plain = ["ltc", "ncp", "lstm", "mlp"]
     assert settings.cells == (*(("HalfCheetah-v4", p) for p in (*plain, "ltc-cellrate")),
-                              *(("HalfCheetahNoVel-v4", p) for p in plain),
+                              *(("HalfCheetahNoVel-v4", p) for p in (*plain, "ltc-cellrate")),
                               *(("HalfCheetahNoVel-v4-irregular", p) for p in ("ltc", "ltc-nodt", "lstm-dtobs")))
     assert settings.policies["ltc-cellrate"] == PolicySpec("ltc", ("policy_kwargs.cell_lr_scale=10",))
     assert settings.tasks["HalfCheetahNoVel-v4-irregular"] == TaskSpec("HalfCheetahNoVel-v4", {"irregular": [1, 9]})
