@@ -17,7 +17,8 @@ feed-forward (``"none"``).
 
 Observations pass SB3's features extractor first: ``Mlp*Policy`` flattens them, ``Cnn*Policy`` runs
 ``NatureCNN`` on images, ``MultiInput*Policy`` runs ``CombinedExtractor`` on Dict observations (all of them
-honour ``features_extractor_class`` / ``features_extractor_kwargs``). ``n_layers`` stacks recurrent layers
+honour ``features_extractor_class`` / ``features_extractor_kwargs``; :class:`~ltc_rl.rl.extractors.LinearExtractor`
+puts a learned linear layer before the cells). ``n_layers`` stacks recurrent layers
 (:class:`~ltc_rl.cells.StackedCell`; the state holds every layer's). sb3-contrib's policy keywords are
 accepted as aliases (:data:`SB3_CONTRIB_ALIASES`).
 

@@ -41,7 +41,6 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.save_util import open_path, recursive_getattr, save_to_zip_file
-from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from stable_baselines3.common.running_mean_std import RunningMeanStd
@@ -49,6 +48,7 @@ from torch import nn
 
 from ltc_rl.errors import LtcRlWarning, ModelFileError
 from ltc_rl.rl.buffers import RecurrentRolloutBuffer
+from ltc_rl.rl.extractors import FEATURES_EXTRACTORS
 from ltc_rl.rl.policies import POLICY_CLASSES
 
 __all__ = ["PickleWarning", "reason", "SAFE_CLASSES", "encode_value", "decode_value", "save_algorithm", "read_model_data",
@@ -62,8 +62,8 @@ _ACTIVATIONS = tuple(c for c in vars(nn.modules.activation).values()
 #: The classes a model zip may name (policies, buffers, feature extractors, activations, optimisers), by
 #: qualified name: nothing else is ever imported or built from a file.
 SAFE_CLASSES: dict[str, type] = {f"{c.__module__}.{c.__qualname__}": c for c in (
-    *POLICY_CLASSES.values(), ActorCriticPolicy, RolloutBuffer, RecurrentRolloutBuffer, FlattenExtractor, NatureCNN,
-    CombinedExtractor, *_OPTIMIZERS, *_ACTIVATIONS)}
+    *POLICY_CLASSES.values(), ActorCriticPolicy, RolloutBuffer, RecurrentRolloutBuffer, *FEATURES_EXTRACTORS.values(),
+    *_OPTIMIZERS, *_ACTIVATIONS)}
 _NUMERIC_KINDS = "biuf"
 
 

@@ -27,6 +27,7 @@ from torch import nn
 from ltc_rl.devices import check_device
 from ltc_rl.env_api import VEC_ENVS, check_registered_env_id
 from ltc_rl.errors import ConfigError
+from ltc_rl.rl.extractors import FEATURES_EXTRACTORS
 from ltc_rl.rl.ppo import RecurrentPPO
 from ltc_rl.runs.layout import CONFIG_FILE
 
@@ -148,6 +149,7 @@ POLICY_KWARGS_SCHEMA: dict[str, _Check] = {
     "share_features_extractor": _BOOL,
     "normalize_images": _BOOL,
     "optimizer_kwargs": _MAPPING,
+    "features_extractor_class": _NAME,
     "features_extractor_kwargs": _MAPPING,
     "cell": ("null or a cell name", lambda v: v is None or (isinstance(v, str) and bool(v))),
     "units": _POSITIVE_INT,
@@ -202,9 +204,10 @@ def check_hyperparams(hyperparams: Mapping[str, Any], algorithm: str, origin: st
     for option, value in hyperparams.get("policy_kwargs", {}).items():
         if option in POLICY_KWARGS_SCHEMA:
             _check_value(origin, f"policy_kwargs.{option}", value, POLICY_KWARGS_SCHEMA[option])
-    activation = hyperparams.get("policy_kwargs", {}).get("activation_fn")
-    if activation is not None:
-        _check_name(str(activation), list(ACTIVATIONS), "activation_fn")
+    for option, known in (("activation_fn", ACTIVATIONS), ("features_extractor_class", FEATURES_EXTRACTORS)):
+        name = hyperparams.get("policy_kwargs", {}).get(option)
+        if name is not None:
+            _check_name(str(name), list(known), option)
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -357,8 +360,9 @@ class RunConfig:
                 value = LinearSchedule(float(value[4:]), 0.0, 1.0)
             kwargs[name] = value
         policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))
-        if isinstance(policy_kwargs.get("activation_fn"), str):
-            policy_kwargs["activation_fn"] = ACTIVATIONS[policy_kwargs["activation_fn"]]
+        for option, known in (("activation_fn", ACTIVATIONS), ("features_extractor_class", FEATURES_EXTRACTORS)):
+            if isinstance(policy_kwargs.get(option), str):
+                policy_kwargs[option] = known[policy_kwargs[option]]
         if self.algorithm == "RecurrentPPO" and self.time_unit is not None:
             policy_kwargs.setdefault("time_unit", self.time_unit)
         kwargs["policy_kwargs"] = policy_kwargs
