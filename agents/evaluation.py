@@ -56,13 +56,15 @@ class VideoUnavailableError(LtcRlError, RuntimeError):
 
 @dataclass
 class EvaluationResult:
-    """Returns and lengths of the episodes of one evaluation setting."""
+    """Returns and lengths of the episodes of one evaluation setting, and each episode's share of steps spent
+    upside down where the environment reports it (:data:`ltc_rl.env_api.UPSIDE_DOWN_KEY`; else None)."""
 
     env_id: str
     obs_noise: float
     deterministic: bool
     returns: list[float]
     lengths: list[int]
+    upside_down: list[float] | None = None
 
     @property
     def mean_return(self) -> float:
@@ -72,9 +74,17 @@ class EvaluationResult:
     def std_return(self) -> float:
         return float(np.std(self.returns))
 
+    @property
+    def mean_upside_down(self) -> float | None:
+        """The share of all steps spent upside down (episodes weighted by length), or None if not reported."""
+        if self.upside_down is None:
+            return None
+        return float(np.average(self.upside_down, weights=self.lengths))
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean_return": self.mean_return, "std_return": self.std_return,
-                "mean_length": float(np.mean(self.lengths)), "std_length": float(np.std(self.lengths))}
+                "mean_length": float(np.mean(self.lengths)), "std_length": float(np.std(self.lengths)),
+                "mean_upside_down": self.mean_upside_down}
 
 
 # ---------------------------------------------------------------------------------------------- traces
@@ -233,11 +243,11 @@ def evaluate_agent(agent: LTCAgent, episodes: int = 10, env_id: str | None = Non
     env_id = resolve_env_id(agent, env_id)
     venv = _make_vec(agent, env_id, obs_noise, n_envs or min(episodes, 4), seed)
     try:
-        returns, lengths = evaluate(agent, venv, episodes, deterministic=deterministic)  # type: ignore[arg-type]
+        episodes_run = evaluate(agent, venv, episodes, deterministic=deterministic)  # type: ignore[arg-type]
     finally:
         venv.close()
     noise = env_options_for(agent, obs_noise).get("obs_noise", 0.0)
-    return EvaluationResult(env_id, float(noise), deterministic, returns, lengths)
+    return EvaluationResult(env_id, float(noise), deterministic, *episodes_run)
 
 
 def robustness(agent: LTCAgent, noise_levels: list[float], episodes: int = 10, env_id: str | None = None,
@@ -265,17 +275,21 @@ def action_mode(deterministic: bool) -> str:
 
 
 def format_table(results: list[EvaluationResult]) -> str:
-    """A markdown table: mean +- std return and length per setting, and the return relative to the first row."""
+    """A markdown table: mean +- std return and length per setting, the return relative to the first row and,
+    where the environment reports it, the share of steps spent upside down."""
+    posture = any(result.upside_down is not None for result in results)
     lines = ["| env | obs noise | actions | episodes | return (mean +- std) | length (mean +- std) | "
-             "return vs. first row |",
-             "|---|---|---|---|---|---|---|"]
+             "return vs. first row |" + (" steps upside down |" if posture else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if posture else "")]
     base = results[0].mean_return if results else 0.0
     for result in results:
         relative = f"{100 * result.mean_return / base:.0f} %" if base > 0 else "-"
+        share = result.mean_upside_down
         lines.append(f"| {result.env_id} | {result.obs_noise:g} | {action_mode(result.deterministic)} | "
                      f"{len(result.returns)} | "
                      f"{result.mean_return:.1f} +- {result.std_return:.1f} | "
-                     f"{np.mean(result.lengths):.1f} +- {np.std(result.lengths):.1f} | {relative} |")
+                     f"{np.mean(result.lengths):.1f} +- {np.std(result.lengths):.1f} | {relative} |"
+                     + ((f" {100 * share:.0f} % |" if share is not None else " - |") if posture else ""))
     return "\n".join(lines)
 
 

@@ -10,11 +10,11 @@ from envs import wrappers
 from envs.factory import make, make_vec
 from envs.registration import (BASE_ENV_IDS, NOVEL_ENV_IDS, available_ids, check_env_id, import_gym_packages,
                                 register_envs)
-from envs.wrappers import ELAPSED_TIME_KEY, NonFiniteObservationError, control_dt
+from envs.wrappers import ELAPSED_TIME_KEY, UPSIDE_DOWN_KEY, NonFiniteObservationError, control_dt
 
 register_envs()
 
 __all__ = [
     "make", "make_vec", "available_ids", "check_env_id", "import_gym_packages", "register_envs", "BASE_ENV_IDS",
-    "NOVEL_ENV_IDS", "ELAPSED_TIME_KEY", "NonFiniteObservationError", "control_dt", "wrappers",
+    "NOVEL_ENV_IDS", "ELAPSED_TIME_KEY", "UPSIDE_DOWN_KEY", "NonFiniteObservationError", "control_dt", "wrappers",
 ]

@@ -11,7 +11,7 @@ import gymnasium as gym
 
 from envs.registration import check_env_id, import_gym_packages
 from envs.wrappers import (ElapsedTimeInfo, ElapsedTimeObservation, GaussianObservationNoise, IrregularSampling,
-                           NonFiniteObservationCheck)
+                           NonFiniteObservationCheck, UpsideDownInfo, root_pitch_address)
 from ltc_rl.env_api import VEC_ENVS, env_period, vec_env_class
 from ltc_rl.startup_messages import show_startup_messages_once
 
@@ -50,7 +50,8 @@ def make(env_id: str, *, obs_noise: float = 0.0, irregular: Sequence[int] | None
 
     Every step (and reset) reports simulated seconds in ``info[ELAPSED_TIME_KEY]``, with or
     without ``irregular``, where the task's period is known (MuJoCo tasks, or a ``dt`` / ``tau``
-    attribute); observations are checked for NaN / infinity.
+    attribute); observations are checked for NaN / infinity. Bodies with a root pitch joint (HalfCheetah, Hopper,
+    Walker2d) report ``info[UPSIDE_DOWN_KEY]`` after every step (:class:`envs.wrappers.UpsideDownInfo`).
     """
     show_startup_messages_once()
     import_gym_packages(gym_packages)
@@ -61,6 +62,8 @@ def make(env_id: str, *, obs_noise: float = 0.0, irregular: Sequence[int] | None
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     env = gym.make(env_id, **kwargs)
+    if root_pitch_address(env) is not None:
+        env = UpsideDownInfo(env)
     if irregular is None or irregular is False:
         if dt_in_obs or env_period(env) is not None:  # an env of unknown period reports no elapsed time
             env = ElapsedTimeInfo(env)

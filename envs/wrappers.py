@@ -19,12 +19,12 @@ from gymnasium.utils import RecordConstructorArgs
 
 from ltc_rl import errors
 from ltc_rl.errors import NonFiniteObservationError
-from ltc_rl.env_api import ELAPSED_TIME_KEY, env_period
+from ltc_rl.env_api import ELAPSED_TIME_KEY, UPSIDE_DOWN_KEY, env_period
 
 __all__ = [
     "ELAPSED_TIME_KEY", "NonFiniteObservationError", "control_dt", "velocity_indices", "ObservationFilter",
     "VelocityHidden", "GaussianObservationNoise", "ElapsedTimeInfo", "IrregularSampling", "ElapsedTimeObservation",
-    "NonFiniteObservationCheck",
+    "NonFiniteObservationCheck", "UPSIDE_DOWN_KEY", "root_pitch_address", "UpsideDownInfo",
 ]
 
 # Task classes are named by module and class (see _listed) so that ``import envs`` does not import the
@@ -177,6 +177,36 @@ class GaussianObservationNoise(gym.ObservationWrapper, RecordConstructorArgs):
     def observation(self, observation: np.ndarray) -> np.ndarray:
         noise = self._rng.normal(0.0, self.sigma, size=observation.shape)
         return (observation + noise).astype(self.observation_space.dtype, copy=False)
+
+
+def root_pitch_address(env: gym.Env) -> int | None:
+    """Index in ``qpos`` of a MuJoCo body's root pitch hinge (the joint ``rooty`` of HalfCheetah, Hopper and
+    Walker2d), or None for an env without one."""
+    base = env.unwrapped
+    if not _is_mujoco(base):
+        return None
+    try:
+        return int(base.model.joint("rooty").qposadr[0])
+    except KeyError:
+        return None
+
+
+class UpsideDownInfo(gym.Wrapper, RecordConstructorArgs):
+    """Reports in ``info[UPSIDE_DOWN_KEY]`` of every step whether the body's root pitch is past 90 degrees."""
+
+    def __init__(self, env: gym.Env):
+        address = root_pitch_address(env)
+        if address is None:
+            raise ValueError(f"UpsideDownInfo needs a MuJoCo body with a root pitch joint 'rooty'; "
+                             f"{_env_name(env)} has none.")
+        RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        self._address = address
+
+    def step(self, action: Any):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        info[UPSIDE_DOWN_KEY] = bool(np.cos(self.env.unwrapped.data.qpos[self._address]) < 0.0)
+        return observation, reward, terminated, truncated, info
 
 
 class ElapsedTimeInfo(gym.Wrapper, RecordConstructorArgs):

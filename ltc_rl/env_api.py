@@ -1,6 +1,6 @@
 """What ltc_rl expects of an environment, shared by :mod:`envs` and the learners (:mod:`ltc_rl.rl`) with no
-heavy dependency: the ``info`` key of the elapsed time between observations, a task's control period, and
-the check that an environment id is registered.
+heavy dependency: the ``info`` keys of the elapsed time between observations and of an upside-down body, a
+task's control period, and the check that an environment id is registered.
 
 See :mod:`ltc_rl.rl.elapsed_time` for how the learners read the elapsed time.
 """
@@ -12,11 +12,15 @@ from typing import Any
 
 from ltc_rl.errors import ConfigError
 
-__all__ = ["ELAPSED_TIME_KEY", "DEFAULT_ELAPSED_TIME", "PERIOD_ATTRIBUTES", "positive_period", "env_period",
+__all__ = ["ELAPSED_TIME_KEY", "UPSIDE_DOWN_KEY", "DEFAULT_ELAPSED_TIME", "PERIOD_ATTRIBUTES", "positive_period", "env_period",
            "check_registered_env_id", "VEC_ENVS", "vec_env_class"]
 
 #: ``info`` key under which an environment reports the time since its previous observation.
 ELAPSED_TIME_KEY = "elapsed_time"
+
+#: ``info`` key under which an environment reports (True / False) that its body is upside down after a step: a
+#: planar runner (HalfCheetah) that flips over keeps running on its back, so the return alone hides the fall.
+UPSIDE_DOWN_KEY = "upside_down"
 
 #: Elapsed time assumed when an environment neither reports it nor has a period attribute.
 DEFAULT_ELAPSED_TIME = 1.0

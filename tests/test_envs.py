@@ -271,3 +271,55 @@ def test_simulator_start_up_warnings_show_once_per_process():
     assert result.stderr.count("HalfCheetah-v4 is out of date") == 1
     assert result.stderr.count("Hopper-v4 is out of date") == 1
     assert "an unrelated deprecation" in result.stderr  # only those two are filtered
+
+
+@pytest.mark.parametrize("env_id, reports", [("HalfCheetah-v4", True), ("HalfCheetahNoVel-v4", True),
+                                             ("Hopper-v4", True), ("Swimmer-v4", False), ("Pendulum-v1", False)])
+def test_bodies_with_a_root_pitch_report_whether_they_are_upside_down(env_id, reports):
+    env = envs.make(env_id, seed=0, irregular=(1, 3) if env_id.startswith("HalfCheetahNoVel") else None)
+    info = env.step(env.action_space.sample())[-1]
+    assert (envs.UPSIDE_DOWN_KEY in info) == reports
+    if reports:
+        assert info[envs.UPSIDE_DOWN_KEY] is False  # upright after reset
+        base = env.unwrapped
+        qpos, qvel = base.data.qpos.copy(), base.data.qvel.copy()
+        qpos[envs.wrappers.root_pitch_address(env)] = np.pi  # on its back
+        base.set_state(qpos, qvel)
+        assert env.step(np.zeros(env.action_space.shape))[-1][envs.UPSIDE_DOWN_KEY] is True
+
+
+def test_upside_down_wrapper_names_what_it_needs():
+    with pytest.raises(ValueError, match="needs a MuJoCo body with a root pitch joint 'rooty'; Pendulum-v1"):
+        envs.wrappers.UpsideDownInfo(gym.make("Pendulum-v1"))
+
+
+class _StartOnItsBack(gym.Wrapper):
+    def reset(self, **kwargs):
+        observation, info = self.env.reset(**kwargs)
+        base = self.env.unwrapped
+        qpos = base.data.qpos.copy()
+        qpos[2] = np.pi
+        base.set_state(qpos, base.data.qvel)
+        return base._get_obs(), info
+
+
+def test_evaluation_counts_the_steps_spent_upside_down():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from ltc_rl.rl.evaluation import evaluate
+
+    def cheetah(on_its_back: bool):
+        def make():
+            env = envs.make("HalfCheetah-v4", seed=0, env_kwargs={"max_episode_steps": 20})
+            return Monitor(_StartOnItsBack(env) if on_its_back else env)
+        return DummyVecEnv([make, make])
+
+    model = PPO("MlpPolicy", cheetah(False), n_steps=16, batch_size=16, seed=0)
+    upright = evaluate(model, cheetah(False), n_eval_episodes=3)
+    assert len(upright.returns) == len(upright.upside_down) == 3 and upright.lengths == [20, 20, 20]
+    assert upright.upside_down == [0.0, 0.0, 0.0]  # 20 steps of a fresh policy do not flip it
+    assert evaluate(model, cheetah(True), n_eval_episodes=3).upside_down == [1.0, 1.0, 1.0]
+    pendulum = envs.make_vec("Pendulum-v1", n_envs=1, seed=0, env_kwargs={"max_episode_steps": 5})
+    assert evaluate(PPO("MlpPolicy", pendulum, n_steps=16, batch_size=16), pendulum, 1).upside_down is None

@@ -164,7 +164,8 @@ def _fake_run(run_dir: Path, env_id: str, policy: str, seed: int, returns: list[
     np.savez(run_dir / "evaluations.npz", timesteps=steps, results=results, ep_lengths=np.ones_like(results))
     if noise is not None:
         (run_dir / NOISE_FILE).write_text(json.dumps({"episodes": episodes, "results": [
-            {"obs_noise": level, "mean_return": value} for level, value in noise.items()]}))
+            {"obs_noise": level, "mean_return": value, "upside_down": [value / 1000] * episodes,
+             "mean_upside_down": value / 1000} for level, value in noise.items()]}))
     if checkpoint:
         (run_dir / "checkpoints").mkdir()
         (run_dir / "checkpoints" / "ckpt_100_steps.zip").write_bytes(b"")
@@ -183,6 +184,12 @@ def test_plan_says_what_is_left_for_each_run(tmp_path):
     assert states == {("ltc", 0): "done", ("ltc", 1): "evaluate", ("mlp", 0): "resume", ("mlp", 1): "new"}
     other_episodes = {(r.policy, r.seed): r.state for r in plan_runs(_tiny(noise_episodes=5), tmp_path)}
     assert other_episodes[("ltc", 0)] == "evaluate"  # evaluations with another episode count do not count
+    noise_file = folder("ltc", 0) / NOISE_FILE  # written before the upside-down share was recorded
+    document = json.loads(noise_file.read_text())
+    for result in document["results"]:
+        del result["upside_down"]
+    noise_file.write_text(json.dumps(document))
+    assert {(r.policy, r.seed): r.state for r in plan_runs(settings, tmp_path)}[("ltc", 0)] == "evaluate"
 
 
 def test_progress_names_the_steps_and_last_evaluation_of_a_running_run(tmp_path):
@@ -212,7 +219,8 @@ def fake_noise_evaluation(run_dir: Path, levels: list[float], episodes: int) -> 
     seed = int(run_dir.name.rsplit("seed", 1)[1])
     if seed == 1:
         raise RuntimeError("simulated failure")
-    return [{"obs_noise": level, "mean_return": float(seed), "returns": [float(seed)] * episodes} for level in levels]
+    return [{"obs_noise": level, "mean_return": float(seed), "returns": [float(seed)] * episodes, "upside_down": None}
+            for level in levels]
 
 
 def test_a_failing_run_is_one_line_and_the_others_go_on(tmp_path):
@@ -267,6 +275,10 @@ def test_report_tables_match_a_direct_computation(tmp_path):
     assert _cell(markdown, "| ltc vs mlp |")[2].startswith(f"{wins:.2f} [")
     noise_row = [line for line in markdown.splitlines() if line.startswith("| ltc | 5 |")][-1]
     assert f"{stats.trim_mean(ltc / 2, 0.25):.1f} [" in noise_row and "sigma 0.2" in markdown
+    upside_down = [line for line in markdown.splitlines() if line.startswith("| ltc |")][-1]  # return / 1000
+    percent = ltc / 10
+    assert upside_down == (f"| ltc | {percent.mean():.0f} % ({', '.join(f'{x:.0f}' for x in percent)}) | "
+                           f"{percent.mean() / 2:.0f} % ({', '.join(f'{x / 2:.0f}' for x in percent)}) |")
     assert "python scripts/benchmark_rl.py --study s.yml" in markdown and "8 of 10 runs finished" in markdown
     for name in ("learning_curves_CartPole-v1.png", "performance_profile_CartPole-v1.png", "noise_CartPole-v1.png"):
         assert name in paths and (tmp_path / name).stat().st_size > 10_000
@@ -277,6 +289,7 @@ def test_report_tables_match_a_direct_computation(tmp_path):
     assert (first["final_return"], first["best_return"], first["best_step"], first["steps_to_30"]) == ("10", "10", "300",
                                                                                                       "")
     assert (first["final_episode_std"], first["final_episode_min"], first["noise_0.2"]) == ("1", "9", "5")
+    assert (first["upside_down_0"], first["upside_down_0.2"]) == ("0.01", "0.005")
     assert rows[1]["steps_to_30"] == "300" and rows[8]["finished"] == "False" and rows[9]["timesteps"] == "0"
 
 

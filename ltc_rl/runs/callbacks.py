@@ -193,7 +193,7 @@ the history of a resumed run, and writes every file of the run folder atomically
             self.status(f"evaluating ({counted(self.n_eval_episodes, 'episode')}) ...")
         if self.model.get_vec_normalize_env() is not None:
             sync_envs_normalization(self.training_env, self.eval_env)
-        returns, lengths = evaluate(self.model, self.eval_env, self.n_eval_episodes, deterministic=True)
+        returns, lengths, _ = evaluate(self.model, self.eval_env, self.n_eval_episodes, deterministic=True)
         returns, lengths = returns[: self.n_eval_episodes], lengths[: self.n_eval_episodes]
         self._last_eval = self.num_timesteps
         self.timesteps.append(self.num_timesteps)

@@ -368,14 +368,15 @@ def run_folder(output: str | Path, settings: BenchmarkSettings, task: str, polic
 
 def _noise_results(run_dir: Path, episodes: int) -> dict[float, dict[str, Any]]:
     """The saved noise evaluations of a run by level (none if the file is missing, unreadable or used other
-    episode counts)."""
+    episode counts). A level counts once its entry records the steps spent upside down (``upside_down``, None
+    where the env does not report it): older files lack it, and their levels are evaluated again once."""
     try:
         document = json.loads((run_dir / NOISE_FILE).read_text())
     except (OSError, ValueError):
         return {}
     if document.get("episodes") != episodes:
         return {}
-    return {float(result["obs_noise"]): result for result in document.get("results", [])}
+    return {float(result["obs_noise"]): result for result in document.get("results", []) if "upside_down" in result}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ says how many seeds each cell holds):
 - the final deterministic evaluation (mean return of the run's last periodic evaluation): IQM and mean with
   stratified-bootstrap confidence intervals, and a performance profile (fraction of runs above each return);
 - learning curves: IQM over seeds at every evaluation step with a bootstrap band;
-- noise robustness: IQM of the deterministic return at every observation-noise level (``noise_eval.json``);
+- noise robustness: IQM of the deterministic return at every observation-noise level (``noise_eval.json``),
+  and where the env reports it, the share of those steps the body spent upside down (a HalfCheetah that flips
+  over can keep running on its back);
 - probability of improvement of the reference policy (default ``ltc``) over every other policy of the task.
 
 The aggregate metrics are rliable's (``rliable.metrics``: interquartile mean, mean, probability of
@@ -26,7 +28,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,7 @@ class RunResult:
     returns: np.ndarray = field(default_factory=lambda: np.zeros(0))  # mean return of each evaluation
     final_episodes: np.ndarray = field(default_factory=lambda: np.zeros(0))  # returns of the last evaluation
     noise: dict[float, float] = field(default_factory=dict)  # noise level -> mean deterministic return
+    upside_down: dict[float, float] = field(default_factory=dict)  # noise level -> share of steps upside down
 
     @property
     def final_return(self) -> float:
@@ -135,6 +138,8 @@ def load_results(settings: BenchmarkSettings, output: str | Path) -> list[RunRes
             try:
                 document = json.loads((run_dir / NOISE_FILE).read_text())
                 result.noise = {float(r["obs_noise"]): float(r["mean_return"]) for r in document["results"]}
+                result.upside_down = {float(r["obs_noise"]): float(r["mean_upside_down"]) for r in document["results"]
+                                      if r.get("mean_upside_down") is not None}
             except (OSError, ValueError, KeyError, TypeError):
                 pass
             results.append(result)
@@ -301,10 +306,28 @@ def _task_markdown(task: str, settings: BenchmarkSettings, results: Sequence[Run
             counts = sorted({est.n for est in cells if est is not None})
             lines.append(f"| {policy} | {'-'.join(map(str, counts)) or 0} | "
                          + " | ".join(est.text() if est is not None else "not evaluated" for est in cells) + " |")
+        lines += _upside_down_table(groups, levels)
     slug = _slug(task)
     lines += ["", f"![learning curves](learning_curves_{slug}.png) "
                   f"![performance profile](performance_profile_{slug}.png)"
               + (f" ![noise](noise_{slug}.png)" if levels else ""), ""]
+    return lines
+
+
+def _upside_down_table(groups: Mapping[str, Sequence[RunResult]], levels: Sequence[float]) -> list[str]:
+    """Per policy and noise level, the share of evaluation steps spent upside down (mean over the seeds that
+    report it, with the per-seed shares): a flipped runner that keeps moving still earns a return."""
+    if not any(run.upside_down for runs in groups.values() for run in runs):
+        return []
+    lines = ["", "Share of those evaluation steps spent upside down (mean over seeds; each seed's share):", "",
+             "| policy | " + " | ".join(f"sigma {sigma:g}" for sigma in levels) + " |", "|---|" + "---|" * len(levels)]
+    for policy, runs in groups.items():
+        cells = []
+        for sigma in levels:
+            shares = [run.upside_down[sigma] for run in runs if sigma in run.upside_down]
+            cells.append(f"{100 * np.mean(shares):.0f} % ({', '.join(f'{100 * x:.0f}' for x in shares)})"
+                         if shares else "-")
+        lines.append(f"| {policy} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -322,7 +345,8 @@ def _csv_text(settings: BenchmarkSettings, results: Sequence[RunResult]) -> str:
     writer.writerow(["task", "env_id", "policy", "base_policy", "seed", "finished", "timesteps", "final_return",
                      "final_episode_std", "final_episode_min", "best_return", "best_step",
                      *(f"steps_to_{threshold:g}" for threshold in settings.thresholds),
-                     *(f"noise_{sigma:g}" for sigma in levels), "run_dir"])
+                     *(f"noise_{sigma:g}" for sigma in levels), *(f"upside_down_{sigma:g}" for sigma in levels),
+                     "run_dir"])
     for run in results:
         has = run.returns.size > 0
         best = int(np.argmax(run.returns)) if has else None
@@ -334,7 +358,8 @@ def _csv_text(settings: BenchmarkSettings, results: Sequence[RunResult]) -> str:
                          f"{run.returns[best]:.6g}" if best is not None else "",
                          int(run.timesteps[best]) if best is not None else "",
                          *(run.steps_to(t) if has and run.steps_to(t) is not None else "" for t in settings.thresholds),
-                         *(f"{run.noise[s]:.6g}" if s in run.noise else "" for s in levels), run.run_dir])
+                         *(f"{run.noise[s]:.6g}" if s in run.noise else "" for s in levels),
+                         *(f"{run.upside_down[s]:.4g}" if s in run.upside_down else "" for s in levels), run.run_dir])
     return buffer.getvalue()
 
 
