@@ -47,3 +47,23 @@ def test_unknown_candidates_are_refused_in_one_line(capsys):
     assert script.main(["--candidates", "ltc,gpt"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "unknown candidate(s) ['gpt']" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("hp, match", [(["features_extractor_class=linar"], "unknown features_extractor_class 'linar'"),
+                                       (["cell=lstm"], "ltc does not take the policy keywords {'cell': 'lstm'}"),
+                                       (["foo=1"], "unexpected keyword argument 'foo'")])
+def test_bad_policy_keywords_are_one_line(hp, match, capsys):
+    assert script.main(["--candidates", "ltc", "--seeds", "0,", "--total-timesteps", "64",
+                        *(arg for value in hp for arg in ("--hp", value))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and match in err and "\n" not in err
+
+
+def test_named_extractor_reaches_our_policies(monkeypatch):
+    built = {}
+    real = memory_task._build
+    monkeypatch.setattr(memory_task, "_build", lambda c, e, s, k: built.setdefault(c, real(c, e, s, k)))
+    assert script.main(["--candidates", "ltc", "--seeds", "0,", "--total-timesteps", "128", "--hp",
+                        "features_extractor_class=linear", "--hp", "features_extractor_kwargs.features_dim=8"]) == 0
+    assert type(built["ltc"].policy.pi_features_extractor).__name__ == "LinearExtractor"
+    assert built["ltc"].policy.actor_cell.input_size == 8

@@ -91,7 +91,11 @@ def run_check(make_env: Callable[[], gym.Env], candidates: Sequence[str], seeds:
                     callback = EvalCallback(eval_env, n_eval_episodes=eval_episodes,
                                             eval_freq=max(1, eval_every // N_ENVS), log_path=folder, verbose=0)
                     start = time.perf_counter()
-                    model = _build(candidate, env, seed, policy_kwargs or {})
+                    try:
+                        model = _build(candidate, env, seed, policy_kwargs or {})
+                    except (TypeError, ValueError) as exc:  # a policy keyword the policy does not take
+                        raise ConfigError(f"{candidate} does not take the policy keywords {dict(policy_kwargs or {})}"
+                                          f": {exc}") from None
                     model.learn(total_timesteps=total_timesteps, callback=callback)
                     final, _ = evaluate_policy(model, env, n_eval_episodes=10)
                     curve = tuple((int(step), float(np.mean(returns))) for step, returns

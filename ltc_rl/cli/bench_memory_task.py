@@ -18,7 +18,7 @@ from ltc_rl.bench.memory_task import CANDIDATES, format_results, run_check
 from ltc_rl.cli import add_num_threads, check_num_threads
 from ltc_rl.errors import cli_main
 from ltc_rl.parsing import parse_list, parse_seeds
-from ltc_rl.runs.config import parse_overrides
+from ltc_rl.runs.config import check_hyperparams, parse_overrides, policy_classes_from_names
 
 ENV_ID = "CartPoleNoVel-v1"
 
@@ -30,8 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="0,1,2", help="number of seeds (0..N-1) or a comma-separated list")
     parser.add_argument("--total-timesteps", type=int, default=50_000, help="steps per run (default 50000)")
     parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
-                        help="policy keyword for our policies only, e.g. critic=detached or "
-                             "cell_kwargs.ode_unfolds=1 (repeatable)")
+                        help="policy keyword for our policies only, e.g. critic=detached, "
+                             "cell_kwargs.ode_unfolds=1 or features_extractor_class=linear (repeatable)")
     add_num_threads(parser, default=1)
     return parser.parse_args(argv)
 
@@ -40,8 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(check_num_threads(args.num_threads))
+    policy_kwargs = parse_overrides(args.hp)
+    check_hyperparams({"policy_kwargs": policy_kwargs}, "RecurrentPPO", origin="--hp")
     results = run_check(lambda: gym.make(ENV_ID), parse_list(args.candidates), parse_seeds(args.seeds),
-                        total_timesteps=args.total_timesteps, policy_kwargs=parse_overrides(args.hp))
+                        total_timesteps=args.total_timesteps, policy_kwargs=policy_classes_from_names(policy_kwargs))
     print(format_results(results))
 
 

@@ -57,6 +57,10 @@ HYPERPARAM_FILES = {"RecurrentPPO": "recurrent_ppo.yml", "PPO": "ppo.yml"}
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU,
                                            "silu": nn.SiLU, "gelu": nn.GELU}
 
+#: Policy keyword arguments a config file gives by name, and the classes the names stand for.
+_NAMED_CLASSES: dict[str, Mapping[str, type]] = {"activation_fn": ACTIVATIONS,
+                                                 "features_extractor_class": FEATURES_EXTRACTORS}
+
 # ---------------------------------------------------------------------------------------------- schema
 _Check = tuple[str, Callable[[Any], bool]]
 
@@ -204,10 +208,20 @@ def check_hyperparams(hyperparams: Mapping[str, Any], algorithm: str, origin: st
     for option, value in hyperparams.get("policy_kwargs", {}).items():
         if option in POLICY_KWARGS_SCHEMA:
             _check_value(origin, f"policy_kwargs.{option}", value, POLICY_KWARGS_SCHEMA[option])
-    for option, known in (("activation_fn", ACTIVATIONS), ("features_extractor_class", FEATURES_EXTRACTORS)):
+    for option, known in _NAMED_CLASSES.items():
         name = hyperparams.get("policy_kwargs", {}).get(option)
         if name is not None:
             _check_name(str(name), list(known), option)
+
+
+def policy_classes_from_names(policy_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``policy_kwargs`` with the class names a config file uses (``activation_fn: relu``,
+    ``features_extractor_class: linear``) replaced by the classes (names checked by :func:`check_hyperparams`)."""
+    resolved = dict(policy_kwargs)
+    for option, known in _NAMED_CLASSES.items():
+        if isinstance(resolved.get(option), str):
+            resolved[option] = known[resolved[option]]
+    return resolved
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -359,10 +373,7 @@ class RunConfig:
             if isinstance(value, str) and value.startswith("lin_"):
                 value = LinearSchedule(float(value[4:]), 0.0, 1.0)
             kwargs[name] = value
-        policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))
-        for option, known in (("activation_fn", ACTIVATIONS), ("features_extractor_class", FEATURES_EXTRACTORS)):
-            if isinstance(policy_kwargs.get(option), str):
-                policy_kwargs[option] = known[policy_kwargs[option]]
+        policy_kwargs = policy_classes_from_names(kwargs.pop("policy_kwargs", {}))
         if self.algorithm == "RecurrentPPO" and self.time_unit is not None:
             policy_kwargs.setdefault("time_unit", self.time_unit)
         kwargs["policy_kwargs"] = policy_kwargs
