@@ -98,6 +98,17 @@ def test_overrides_and_shipped_defaults_resolve_in_order():
         resolve_config("HalfCheetah-v4", "ltc", overrides={"clip_range": -1})
 
 
+def test_the_halfcheetah_ltc_cell_learns_at_its_own_rate_where_that_was_measured():
+    import envs  # noqa: F401 - registers the NoVel ids
+
+    rates = {(env_id, policy): resolve_config(env_id, policy).hyperparams["policy_kwargs"].get("cell_lr_scale", 1)
+             for env_id in ("HalfCheetah-v4", "HalfCheetahNoVel-v4", "HalfCheetah-v5") for policy in ("ltc", "lstm")}
+    assert rates == {("HalfCheetah-v4", "ltc"): 10, ("HalfCheetah-v4", "lstm"): 1, ("HalfCheetahNoVel-v4", "ltc"): 1,
+                     ("HalfCheetahNoVel-v4", "lstm"): 1, ("HalfCheetah-v5", "ltc"): 1, ("HalfCheetah-v5", "lstm"): 1}
+    shared = resolve_config("HalfCheetah-v4", "ltc").hyperparams
+    assert shared["gamma"] == resolve_config("HalfCheetahNoVel-v4", "ltc").hyperparams["gamma"] == 0.98
+
+
 def test_train_writes_a_complete_run_folder_and_resume_continues_it(tmp_path, capsys, monkeypatch):
     order = []  # the native kernel is ready before training starts (a first build announced before the bar)
     ensure_for, learn = native.ensure_for, RecurrentPPO.learn
