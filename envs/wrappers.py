@@ -1,4 +1,5 @@
-"""Wrappers that make control tasks partially observable, noisy or irregularly sampled.
+"""Wrappers that make control tasks partially observable, noisy or irregularly sampled, and that report what the
+return hides (a body upside down).
 
 Every wrapper here keeps the gymnasium API (and records its constructor arguments, so ``env.spec``
 recreates it). Timing follows one convention shared with the learners in ``ltc_rl.rl``: the
