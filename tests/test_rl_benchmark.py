@@ -164,7 +164,9 @@ def _fake_run(run_dir: Path, env_id: str, policy: str, seed: int, returns: list[
                                                          "total_timesteps": total, "hyperparams": {}}))
     steps = np.arange(1, len(returns) + 1) * 100
     results = np.array([[value - 1.0, value + 1.0] for value in returns])  # two episodes around each mean
-    np.savez(run_dir / "evaluations.npz", timesteps=steps, results=results, ep_lengths=np.ones_like(results))
+    upside_down = np.where(results < 0.0, 1.0, 0.0)  # a negative episode return: mostly upside down
+    np.savez(run_dir / "evaluations.npz", timesteps=steps, results=results, ep_lengths=np.ones_like(results),
+             upside_down=upside_down)
     if noise is not None:
         (run_dir / NOISE_FILE).write_text(json.dumps({"episodes": episodes, "results": [
             {"obs_noise": level, "mean_return": value, "upside_down": [value / 1000] * episodes,
@@ -293,6 +295,7 @@ def test_report_tables_match_a_direct_computation(tmp_path):
                                                                                                       "")
     assert (first["final_episode_std"], first["final_episode_min"], first["noise_0.2"]) == ("1", "9", "5")
     assert (first["upside_down_0"], first["upside_down_0.2"]) == ("0.01", "0.005")
+    assert first["flipped_evaluations"] == "2"  # its evaluations 0 and 0 hold an episode at -1
     assert rows[1]["steps_to_30"] == "300" and rows[8]["finished"] == "False" and rows[9]["timesteps"] == "0"
 
 

@@ -227,3 +227,20 @@ def test_console_flags_reach_the_run(tmp_path, capsys):
     assert list(history["timesteps"]) == [48, 128]
     out = capsys.readouterr().out
     assert "a checkpoint at the end only" in out and "evaluating the final model (1 episode) ..." in out
+
+
+def test_evaluation_history_records_the_steps_upside_down_and_resumes_an_older_history(tmp_path):
+    run = tmp_path / "cheetah"
+    argv = ["--env", "HalfCheetah-v4", "--policy", "mlp", "--total-timesteps", "128", "--seed", "0", "--output",
+            str(run), "--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "n_envs=1", "--hp", "eval_freq=64",
+            "--hp", "n_eval_episodes=1", "--hp", "checkpoint_freq=64", "--no-progress"]
+    assert train_script.main(argv) == 0
+    history = dict(np.load(run / "evaluations.npz"))
+    assert list(history["timesteps"]) == [64, 128] and history["upside_down"].shape == (2, 1)
+    assert np.all((history["upside_down"] >= 0) & (history["upside_down"] <= 1))
+    older = {name: history[name] for name in ("timesteps", "results", "ep_lengths")}  # as runs before this recorded
+    np.savez(run / "evaluations.npz", **older)
+    assert train_script.main(["--resume", str(run), "--total-timesteps", "192", "--no-progress"]) == 0
+    resumed = np.load(run / "evaluations.npz")
+    assert list(resumed["timesteps"]) == [64, 128, 192]
+    assert np.isnan(resumed["upside_down"][:2]).all() and not np.isnan(resumed["upside_down"][2]).any()

@@ -11,6 +11,7 @@ warning. No model or statistics holding NaN or infinity is ever written
 
 from __future__ import annotations
 
+import math
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -118,12 +119,14 @@ and training state beside the zip, all atomically and without pickles, never a m
 class RunEvaluationCallback(BaseCallback):
     """Evaluates the deterministic policy every ``eval_freq`` steps; keeps the history and the best model.
 
-Unlike SB3's ``EvalCallback`` it carries the recurrent state and elapsed time through the episodes, continues
-the history of a resumed run, and writes every file of the run folder atomically.
+    Unlike SB3's ``EvalCallback`` it carries the recurrent state and elapsed time through the episodes, continues
+    the history of a resumed run, and writes every file of the run folder atomically.
 
     Uses :func:`ltc_rl.rl.evaluation.evaluate` (recurrent state and elapsed time carried), copies the
     training VecNormalize statistics to ``eval_env`` first, logs ``eval/mean_reward`` and friends, writes
-    ``evaluations.npz`` (timesteps, per-episode returns and lengths) and, on a new best mean return, the
+    ``evaluations.npz`` (timesteps, per-episode returns and lengths, and where the env reports it each episode's
+    share of steps spent upside down, ``upside_down``: NaN for evaluations that did not record it) and, on a
+    new best mean return, the
     model and statistics to ``best_folder``. ``on_evaluation(history)`` runs after each evaluation; ``status(text)``
     announces one (e.g. :meth:`ProgressBar.status`). No periodic evaluation runs in the last rollout: the
     final evaluation of the trained model follows right after it.
@@ -141,15 +144,19 @@ the history of a resumed run, and writes every file of the run folder atomically
         self.timesteps: list[int] = []
         self.returns: list[list[float]] = []
         self.lengths: list[list[int]] = []
+        self.upside_down: list[list[float]] = []  # stays empty while the env reports no posture
         self.best_mean_reward = -np.inf
         self._last_eval = 0
         if self.path.exists():  # resumed run: continue the history
             try:
                 with np.load(self.path) as saved:
-                    history = [saved[name].tolist() for name in ("timesteps", "results", "ep_lengths")]
+                    names = ("timesteps", "results", "ep_lengths", *(["upside_down"] if "upside_down" in saved.files
+                                                                      else []))
+                    history = [saved[name].tolist() for name in names]
                 if any(not isinstance(entries, list) or len(entries) != len(history[0]) for entries in history):
                     raise ValueError("its arrays disagree on the number of evaluations")
-                self.timesteps, self.returns, self.lengths = history
+                self.timesteps, self.returns, self.lengths = history[:3]
+                self.upside_down = history[3] if len(history) > 3 else []
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
                 warnings.warn(f"evaluation history {self.path} is unreadable ({error}); starting a new one",
                               LtcRlWarning, stacklevel=2)
@@ -162,6 +169,7 @@ the history of a resumed run, and writes every file of the run folder atomically
         self.timesteps = [self.timesteps[i] for i in keep]
         self.returns = [self.returns[i] for i in keep]
         self.lengths = [self.lengths[i] for i in keep]
+        self.upside_down = [self.upside_down[i] for i in keep] if self.upside_down else []
         self._last_eval = self.timesteps[-1] if self.timesteps else 0
         if self.returns:
             self.best_mean_reward = float(np.max(np.mean(self.returns, axis=1)))
@@ -184,8 +192,11 @@ the history of a resumed run, and writes every file of the run folder atomically
 
     @property
     def history(self) -> dict[str, np.ndarray]:
-        return {"timesteps": np.asarray(self.timesteps), "results": np.asarray(self.returns),
-                "ep_lengths": np.asarray(self.lengths)}
+        history = {"timesteps": np.asarray(self.timesteps), "results": np.asarray(self.returns),
+                   "ep_lengths": np.asarray(self.lengths)}
+        if self.upside_down:
+            history["upside_down"] = np.asarray(self.upside_down, dtype=float)
+        return history
 
     def evaluate(self) -> float:
         """Run one evaluation now; returns the mean episode return."""
@@ -193,12 +204,19 @@ the history of a resumed run, and writes every file of the run folder atomically
             self.status(f"evaluating ({counted(self.n_eval_episodes, 'episode')}) ...")
         if self.model.get_vec_normalize_env() is not None:
             sync_envs_normalization(self.training_env, self.eval_env)
-        returns, lengths, _ = evaluate(self.model, self.eval_env, self.n_eval_episodes, deterministic=True)
+        returns, lengths, upside_down = evaluate(self.model, self.eval_env, self.n_eval_episodes, deterministic=True)
         returns, lengths = returns[: self.n_eval_episodes], lengths[: self.n_eval_episodes]
         self._last_eval = self.num_timesteps
         self.timesteps.append(self.num_timesteps)
         self.returns.append(returns)
         self.lengths.append(lengths)
+        if upside_down is not None or self.upside_down:
+            # evaluations before the env reported a posture (an older run resumed) count as not recorded
+            self.upside_down = self.upside_down or [[math.nan] * len(row) for row in self.returns[:-1]]
+            self.upside_down.append(upside_down[: self.n_eval_episodes] if upside_down is not None
+                                    else [math.nan] * len(returns))
+            if upside_down is not None:
+                self.logger.record("eval/upside_down", float(np.mean(self.upside_down[-1])))
         history = self.history
         atomic_write(self.path, lambda handle: np.savez(handle, **history))
         mean, std = float(np.mean(returns)), float(np.std(returns))

@@ -111,6 +111,7 @@ class RunResult:
     final_episodes: np.ndarray = field(default_factory=lambda: np.zeros(0))  # returns of the last evaluation
     noise: dict[float, float] = field(default_factory=dict)  # noise level -> mean deterministic return
     upside_down: dict[float, float] = field(default_factory=dict)  # noise level -> share of steps upside down
+    flipped_evaluations: int | None = None  # periodic evaluations with an episode mostly upside down (if recorded)
 
     @property
     def final_return(self) -> float:
@@ -135,6 +136,10 @@ def load_results(settings: BenchmarkSettings, output: str | Path) -> list[RunRes
                 with np.load(run_dir / EVALUATIONS_FILE) as saved:
                     if len(saved["results"]):
                         result.final_episodes = np.asarray(saved["results"][-1], dtype=float)
+                    if "upside_down" in saved.files:
+                        recorded = [row for row in np.asarray(saved["upside_down"], dtype=float)
+                                    if not np.isnan(row).any()]
+                        result.flipped_evaluations = sum(bool((row > 0.5).any()) for row in recorded)
             try:
                 document = json.loads((run_dir / NOISE_FILE).read_text())
                 result.noise = {float(r["obs_noise"]): float(r["mean_return"]) for r in document["results"]}
@@ -346,7 +351,7 @@ def _csv_text(settings: BenchmarkSettings, results: Sequence[RunResult]) -> str:
                      "final_episode_std", "final_episode_min", "best_return", "best_step",
                      *(f"steps_to_{threshold:g}" for threshold in settings.thresholds),
                      *(f"noise_{sigma:g}" for sigma in levels), *(f"upside_down_{sigma:g}" for sigma in levels),
-                     "run_dir"])
+                     "flipped_evaluations", "run_dir"])
     for run in results:
         has = run.returns.size > 0
         best = int(np.argmax(run.returns)) if has else None
@@ -359,7 +364,8 @@ def _csv_text(settings: BenchmarkSettings, results: Sequence[RunResult]) -> str:
                          int(run.timesteps[best]) if best is not None else "",
                          *(run.steps_to(t) if has and run.steps_to(t) is not None else "" for t in settings.thresholds),
                          *(f"{run.noise[s]:.6g}" if s in run.noise else "" for s in levels),
-                         *(f"{run.upside_down[s]:.4g}" if s in run.upside_down else "" for s in levels), run.run_dir])
+                         *(f"{run.upside_down[s]:.4g}" if s in run.upside_down else "" for s in levels),
+                         "" if run.flipped_evaluations is None else run.flipped_evaluations, run.run_dir])
     return buffer.getvalue()
 
 
