@@ -278,18 +278,19 @@ def format_table(results: list[EvaluationResult]) -> str:
     """A markdown table: mean +- std return and length per setting, the return relative to the first row and,
     where the environment reports it, the share of steps spent upside down."""
     posture = any(result.upside_down is not None for result in results)
-    lines = ["| env | obs noise | actions | episodes | return (mean +- std) | length (mean +- std) | "
-             "return vs. first row |" + (" steps upside down |" if posture else ""),
-             "|---|---|---|---|---|---|---|" + ("---|" if posture else "")]
+    header = ["env", "obs noise", "actions", "episodes", "return (mean +- std)", "length (mean +- std)",
+              "return vs. first row", *(["steps upside down"] if posture else [])]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     base = results[0].mean_return if results else 0.0
     for result in results:
-        relative = f"{100 * result.mean_return / base:.0f} %" if base > 0 else "-"
         share = result.mean_upside_down
-        lines.append(f"| {result.env_id} | {result.obs_noise:g} | {action_mode(result.deterministic)} | "
-                     f"{len(result.returns)} | "
-                     f"{result.mean_return:.1f} +- {result.std_return:.1f} | "
-                     f"{np.mean(result.lengths):.1f} +- {np.std(result.lengths):.1f} | {relative} |"
-                     + ((f" {100 * share:.0f} % |" if share is not None else " - |") if posture else ""))
+        cells = [result.env_id, f"{result.obs_noise:g}", action_mode(result.deterministic), str(len(result.returns)),
+                 f"{result.mean_return:.1f} +- {result.std_return:.1f}",
+                 f"{np.mean(result.lengths):.1f} +- {np.std(result.lengths):.1f}",
+                 f"{100 * result.mean_return / base:.0f} %" if base > 0 else "-"]
+        if posture:
+            cells.append(f"{100 * share:.0f} %" if share is not None else "-")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from ltc_rl.errors import ConfigError
 
-__all__ = ["ELAPSED_TIME_KEY", "UPSIDE_DOWN_KEY", "DEFAULT_ELAPSED_TIME", "PERIOD_ATTRIBUTES", "positive_period", "env_period",
-           "check_registered_env_id", "VEC_ENVS", "vec_env_class"]
+__all__ = ["ELAPSED_TIME_KEY", "UPSIDE_DOWN_KEY", "DEFAULT_ELAPSED_TIME", "PERIOD_ATTRIBUTES", "positive_period",
+           "env_period", "check_registered_env_id", "VEC_ENVS", "vec_env_class"]
 
 #: ``info`` key under which an environment reports the time since its previous observation.
 ELAPSED_TIME_KEY = "elapsed_time"
