@@ -295,7 +295,7 @@ def test_report_tables_match_a_direct_computation(tmp_path):
                                                                                                       "")
     assert (first["final_episode_std"], first["final_episode_min"], first["noise_0.2"]) == ("1", "9", "5")
     assert (first["upside_down_0"], first["upside_down_0.2"]) == ("0.01", "0.005")
-    assert first["flipped_evaluations"] == "2"  # its evaluations 0 and 0 hold an episode at -1
+    assert first["flipped_evaluations"] == "2"  # its two evaluations of mean 0 each hold an episode at -1
     assert rows[1]["steps_to_30"] == "300" and rows[8]["finished"] == "False" and rows[9]["timesteps"] == "0"
 
 

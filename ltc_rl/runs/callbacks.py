@@ -126,10 +126,9 @@ class RunEvaluationCallback(BaseCallback):
     training VecNormalize statistics to ``eval_env`` first, logs ``eval/mean_reward`` and friends, writes
     ``evaluations.npz`` (timesteps, per-episode returns and lengths, and where the env reports it each episode's
     share of steps spent upside down, ``upside_down``: NaN for evaluations that did not record it) and, on a
-    new best mean return, the
-    model and statistics to ``best_folder``. ``on_evaluation(history)`` runs after each evaluation; ``status(text)``
-    announces one (e.g. :meth:`ProgressBar.status`). No periodic evaluation runs in the last rollout: the
-    final evaluation of the trained model follows right after it.
+    new best mean return, the model and statistics to ``best_folder``. ``on_evaluation(history)`` runs after
+    each evaluation; ``status(text)`` announces one (e.g. :meth:`ProgressBar.status`). No periodic evaluation
+    runs in the last rollout: the final evaluation of the trained model follows right after it.
     """
 
     def __init__(self, eval_env: VecEnv, eval_freq: int, n_eval_episodes: int, folder: str | Path,
