@@ -45,12 +45,13 @@ def _write_study(path: Path, document: dict) -> Path:
 def test_shipped_study_describes_the_halfcheetah_study():
     settings = build_settings(load_study(str(STUDY)))
     plain = ["ltc", "ncp", "lstm", "mlp"]
-    assert settings.cells == (*(("HalfCheetah-v4", p) for p in (*plain, "ltc-rate1", "ltc-linear", "ltc-256")),
+    assert settings.cells == (*(("HalfCheetah-v4", p) for p in (*plain, "ltc-rate1", "ltc-linear", "ltc-256", "ltc-exp")),
                               *(("HalfCheetahNoVel-v4", p) for p in (*plain, "ltc-cellrate")),
                               *(("HalfCheetahNoVel-v4-irregular", p) for p in ("ltc", "ltc-nodt", "lstm-dtobs")))
     assert settings.policies["ltc-cellrate"] == PolicySpec("ltc", ("policy_kwargs.cell_lr_scale=10",))
     assert settings.policies["ltc-rate1"] == PolicySpec("ltc", ("policy_kwargs.cell_lr_scale=1",))
     assert settings.policies["ltc-256"] == PolicySpec("ltc", ("policy_kwargs.units=256",))
+    assert settings.policies["ltc-exp"] == PolicySpec("ltc", ("learning_rate=exp_1e-3_1e-5",))
     assert settings.sweep_settings("HalfCheetah-v4", "ltc-linear").resolve("ltc", 0).hyperparams["policy_kwargs"][
         "features_extractor_class"] == "linear"
     assert settings.tasks["HalfCheetahNoVel-v4-irregular"] == TaskSpec("HalfCheetahNoVel-v4", {"irregular": [1, 9]})

@@ -57,8 +57,9 @@ def _train(folder: Path, policy: str = "lstm", total: int = 128, **hp) -> Path:
 
 @pytest.fixture(scope="module")
 def lstm_run(tmp_path_factory) -> Path:
-    """A finished recurrent run (LSTM cell for speed) with normalisation, best/ and checkpoints 0, 64, 128."""
-    return _train(tmp_path_factory.mktemp("safe") / "run")
+    """A finished recurrent run (LSTM cell for speed) with normalisation, best/ and checkpoints 0, 64, 128; its
+    learning rate decays geometrically (the schedule stable-baselines3 does not have)."""
+    return _train(tmp_path_factory.mktemp("safe") / "run", learning_rate="exp_1e-3_1e-5")
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +236,7 @@ def test_files_this_project_writes_hold_safe_forms_and_stable_baselines3_still_l
     recurrent = read_model_data(lstm_run / "model.zip")
     assert issubclass(recurrent["policy_class"], RecurrentActorCriticPolicy)
     assert recurrent["_last_obs"].dtype == np.float32 and recurrent["ep_info_buffer"].maxlen == 100
+    assert recurrent["lr_schedule"](0.5) == pytest.approx(1e-4) and recurrent["lr_schedule"](0.0) == pytest.approx(1e-5)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints load

@@ -50,6 +50,7 @@ from ltc_rl.errors import LtcRlWarning, ModelFileError
 from ltc_rl.rl.buffers import RecurrentRolloutBuffer
 from ltc_rl.rl.extractors import FEATURES_EXTRACTORS
 from ltc_rl.rl.policies import POLICY_CLASSES
+from ltc_rl.rl.schedules import ExponentialSchedule
 
 __all__ = ["PickleWarning", "reason", "SAFE_CLASSES", "encode_value", "decode_value", "save_algorithm", "read_model_data",
            "NormalizationStats", "write_state", "read_state", "refuse_pickle", "unpickle_trusted"]
@@ -129,6 +130,8 @@ def _schedule(value: Any) -> dict[str, Any]:
     if isinstance(value, LinearSchedule):
         return {SAFE: "LinearSchedule", "start": float(value.start), "end": float(value.end),
                 "end_fraction": float(value.end_fraction)}
+    if isinstance(value, ExponentialSchedule):
+        return {SAFE: "ExponentialSchedule", "start": value.start, "end": value.end}
     raise _Unencodable(f"schedule {type(value).__name__}")
 
 
@@ -199,6 +202,8 @@ def _decode_tagged(item: dict[str, Any]) -> Any:
         return ConstantSchedule(float(item["val"]))
     if kind == "LinearSchedule":
         return LinearSchedule(float(item["start"]), float(item["end"]), float(item["end_fraction"]))
+    if kind == "ExponentialSchedule":
+        return ExponentialSchedule(float(item["start"]), float(item["end"]))
     raise ValueError(f"unknown safe type {kind!r}")
 
 

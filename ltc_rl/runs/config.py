@@ -21,7 +21,6 @@ import numpy as np
 import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
 from ltc_rl.devices import check_device
@@ -29,6 +28,7 @@ from ltc_rl.env_api import VEC_ENVS, check_registered_env_id
 from ltc_rl.errors import ConfigError
 from ltc_rl.rl.extractors import FEATURES_EXTRACTORS
 from ltc_rl.rl.ppo import RecurrentPPO
+from ltc_rl.rl.schedules import SCHEDULE_FORMS, parse_schedule
 from ltc_rl.runs.layout import CONFIG_FILE
 
 __all__ = ["PolicyChoice", "POLICIES", "ALGORITHMS", "HYPERPARAM_FILES", "ACTIVATIONS", "RunConfig",
@@ -74,12 +74,11 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_schedule(value: Any) -> bool:
-    if isinstance(value, str) and value.startswith("lin_"):
-        try:
-            value = float(value[4:])
-        except ValueError:
-            return False
-    return _is_number(value) and value > 0
+    try:
+        parse_schedule(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_layer_sizes(value: Any) -> bool:
@@ -94,7 +93,7 @@ def _is_net_arch(value: Any) -> bool:
 
 _POSITIVE_INT: _Check = ("an integer >= 1", lambda v: _is_int(v) and v >= 1)
 _COUNT: _Check = ("an integer >= 0 (0 turns it off)", lambda v: _is_int(v) and v >= 0)
-_SCHEDULE: _Check = ("a number > 0 or 'lin_<number>' (linear decay to 0)", _is_schedule)
+_SCHEDULE: _Check = (SCHEDULE_FORMS, _is_schedule)
 _NON_NEGATIVE: _Check = ("a number >= 0", lambda v: _is_number(v) and v >= 0)
 _POSITIVE: _Check = ("a number > 0", lambda v: _is_number(v) and v > 0)
 _NUMBER: _Check = ("a finite number", _is_number)
@@ -113,7 +112,7 @@ SCHEMA: dict[str, _Check] = {
     "gamma": _DISCOUNT,
     "gae_lambda": ("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
     "clip_range": _SCHEDULE,
-    "clip_range_vf": ("null, a number > 0 or 'lin_<number>'", lambda v: v is None or _is_schedule(v)),
+    "clip_range_vf": (f"null, {SCHEDULE_FORMS}", lambda v: v is None or _is_schedule(v)),
     "normalize_advantage": _BOOL,
     "ent_coef": _NON_NEGATIVE,
     "vf_coef": _NON_NEGATIVE,
@@ -131,6 +130,8 @@ SCHEMA: dict[str, _Check] = {
     "checkpoint_freq": _COUNT,
     "policy_kwargs": _MAPPING,
 }
+#: Hyperparameters that take a schedule (:func:`~ltc_rl.rl.schedules.parse_schedule` turns their text into one).
+_SCHEDULE_NAMES = ("learning_rate", "clip_range", "clip_range_vf")
 #: VecNormalize options (``normalize: {...}``), as stable-baselines3 takes them.
 NORMALIZE_SCHEMA: dict[str, _Check] = {
     "norm_obs": _BOOL,
@@ -370,8 +371,8 @@ class RunConfig:
         """Constructor keyword arguments for the algorithm (schedules and activations converted)."""
         kwargs: dict[str, Any] = {}
         for name, value in self.hyperparams.items():
-            if isinstance(value, str) and value.startswith("lin_"):
-                value = LinearSchedule(float(value[4:]), 0.0, 1.0)
+            if name in _SCHEDULE_NAMES and value is not None:
+                value = parse_schedule(value)
             kwargs[name] = value
         policy_kwargs = policy_classes_from_names(kwargs.pop("policy_kwargs", {}))
         if self.algorithm == "RecurrentPPO" and self.time_unit is not None:
