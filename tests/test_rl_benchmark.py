@@ -282,10 +282,14 @@ def test_report_tables_match_a_direct_computation(tmp_path):
     assert _cell(markdown, "| ltc vs mlp |")[2].startswith(f"{wins:.2f} [")
     noise_row = [line for line in markdown.splitlines() if line.startswith("| ltc | 5 |")][-1]
     assert f"{stats.trim_mean(ltc / 2, 0.25):.1f} [" in noise_row and "sigma 0.2" in markdown
-    upside_down = [line for line in markdown.splitlines() if line.startswith("| ltc |")][-1]  # return / 1000
+    upside_down = next(line for line in markdown.splitlines() if line.startswith("| ltc |") and " % (" in line)  # return / 1000
     percent = ltc / 10
     assert upside_down == (f"| ltc | {percent.mean():.0f} % ({', '.join(f'{x:.0f}' for x in percent)}) | "
                            f"{percent.mean() / 2:.0f} % ({', '.join(f'{x / 2:.0f}' for x in percent)}) |")
+    # evaluations (0, final / 2, final, 0, final) at steps 100..500 against the threshold 30; each run's two
+    # evaluations of mean 0 hold an episode upside down
+    assert _cell(markdown, "| ltc | 0, 1, 2, 3, 4 |") == ["ltc", "0, 1, 2, 3, 4", "never, 300, never, 300, 200",
+                                                          "2, 2, 2, 2, 2"]
     assert "python scripts/benchmark_rl.py --study s.yml" in markdown and "8 of 10 runs finished" in markdown
     for name in ("learning_curves_CartPole-v1.png", "performance_profile_CartPole-v1.png", "noise_CartPole-v1.png"):
         assert name in paths and (tmp_path / name).stat().st_size > 10_000

@@ -312,6 +312,7 @@ def _task_markdown(task: str, settings: BenchmarkSettings, results: Sequence[Run
             lines.append(f"| {policy} | {'-'.join(map(str, counts)) or 0} | "
                          + " | ".join(est.text() if est is not None else "not evaluated" for est in cells) + " |")
         lines += _upside_down_table(groups, levels)
+    lines += _milestones_table(groups, settings.thresholds)
     slug = _slug(task)
     lines += ["", f"![learning curves](learning_curves_{slug}.png) "
                   f"![performance profile](performance_profile_{slug}.png)"
@@ -333,6 +334,32 @@ def _upside_down_table(groups: Mapping[str, Sequence[RunResult]], levels: Sequen
             cells.append(f"{100 * np.mean(shares):.0f} % ({', '.join(f'{100 * x:.0f}' for x in shares)})"
                          if shares else "-")
         lines.append(f"| {policy} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _steps_text(steps: int | None) -> str:
+    if steps is None:
+        return "never"
+    return f"{steps / 1000:g}k" if steps >= 1000 else str(steps)
+
+
+def _milestones_table(groups: Mapping[str, Sequence[RunResult]], thresholds: Sequence[float]) -> list[str]:
+    """Per policy and seed, the step whose evaluation first reached each threshold (sample efficiency) and how
+    many periodic evaluations had an episode mostly upside down (where the runs recorded it)."""
+    flips = any(run.flipped_evaluations is not None for runs in groups.values() for run in runs)
+    if not thresholds and not flips:
+        return []
+    header = [*(f"{threshold:g} first at" for threshold in thresholds),
+              *(["evaluations with a flipped episode"] if flips else [])]
+    lines = ["", "Learning milestones per seed (a periodic evaluation counts as flipped when one of its episodes spent "
+             "more than half of its steps upside down; - where the run did not record it):", "",
+             "| policy | seeds | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
+    for policy, runs in groups.items():
+        cells = [", ".join(_steps_text(run.steps_to(threshold)) for run in runs) for threshold in thresholds]
+        if flips:
+            cells.append(", ".join("-" if run.flipped_evaluations is None else str(run.flipped_evaluations)
+                                   for run in runs))
+        lines.append(f"| {policy} | {', '.join(str(run.seed) for run in runs)} | " + " | ".join(cells) + " |")
     return lines
 
 
