@@ -151,6 +151,24 @@ def test_inference_sees_parameters_changed_in_place() -> None:
             torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("native_path", [True, False], ids=["native", "graph"], indirect=True)
+def test_a_cell_first_run_under_inference_mode_still_trains(native_path: bool) -> None:
+    """A sparse cell whose first call is a control step under ``torch.inference_mode`` (as ``LTCAgent.act``
+    makes it) gives gradients afterwards, as ``evaluate.py --diagnose`` needs: what the cell caches on its first
+    call must not be inference tensors."""
+    reference, fast = make_pair("autoncp", "fused", torch.float64)
+    x, state = torch.randn(2, INPUTS, dtype=torch.float64), torch.zeros(2, fast.state_size, dtype=torch.float64)
+    with torch.inference_mode():
+        fast(x[:1], state[:1])
+        fast(x, state)
+    grads = []
+    for cell in (fast, reference):
+        readable = x.clone().requires_grad_(True)
+        cell(readable, state, torch.ones(2, dtype=torch.float64))[0].sum().backward()
+        grads.append(readable.grad)
+    torch.testing.assert_close(*grads, rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 @pytest.mark.parametrize("implicit", [True, False])
 @pytest.mark.parametrize("dt", [None, "per-sample"])

@@ -574,19 +574,27 @@ def _plan(spec: LTCSpec) -> _Plan:
            spec.epsilon, spec.implicit_param_constraints)
     plan = _plans.get(masks[0])
     if plan is None or plan.key != key:
-        rec_index, sens_index = synapse_index(masks[0]), synapse_index(masks[1])
-        present = tuple(name for name, t in zip(tensors._fields, tensors) if t is not None)
-        signature = (present, *((t.shape, t.dtype, t.device) for t in tensors if t is not None),
-                     *(None if i is None else i.shape for i in (rec_index, sens_index)))
-        inference = tuple(graph_kernel(_inference_step, with_dt=with_dt, present=present,
-                                       rec_sparse=rec_index is not None, sens_sparse=sens_index is not None,
-                                       implicit=spec.implicit_param_constraints, solver=spec.solver,
-                                       unfolds=spec.ode_unfolds, epsilon=spec.epsilon, output_size=spec.output_size)
-                          for with_dt in (False, True))
-        slots = spec.state_size if rec_index is None else rec_index.shape[1]
-        plan = _plans[masks[0]] = _Plan(key, rec_index, sens_index, spec.state_size * slots, signature, inference,
-                                        (_native_block(masks[0]), _native_block(masks[1])))
+        with torch.inference_mode(False):  # a plan first built by a control step also serves training
+            plan = _plans[masks[0]] = _build_plan(spec, key)
     return plan
+
+
+def _build_plan(spec: LTCSpec, key: tuple) -> _Plan:
+    """The :class:`_Plan` of ``spec``'s masks and settings (``key``: what :func:`_plan` caches it under)."""
+    tensors = spec.tensors
+    masks = (tensors.sparsity_mask, tensors.sensory_sparsity_mask)
+    rec_index, sens_index = synapse_index(masks[0]), synapse_index(masks[1])
+    present = tuple(name for name, t in zip(tensors._fields, tensors) if t is not None)
+    signature = (present, *((t.shape, t.dtype, t.device) for t in tensors if t is not None),
+                 *(None if i is None else i.shape for i in (rec_index, sens_index)))
+    inference = tuple(graph_kernel(_inference_step, with_dt=with_dt, present=present,
+                                   rec_sparse=rec_index is not None, sens_sparse=sens_index is not None,
+                                   implicit=spec.implicit_param_constraints, solver=spec.solver,
+                                   unfolds=spec.ode_unfolds, epsilon=spec.epsilon, output_size=spec.output_size)
+                      for with_dt in (False, True))
+    slots = spec.state_size if rec_index is None else rec_index.shape[1]
+    return _Plan(key, rec_index, sens_index, spec.state_size * slots, signature, inference,
+                 (_native_block(masks[0]), _native_block(masks[1])))
 
 
 def _needs_grad(spec: LTCSpec, *tensors: Any) -> bool:
