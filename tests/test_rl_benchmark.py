@@ -47,7 +47,8 @@ def test_shipped_study_describes_the_halfcheetah_study():
     plain = ["ltc", "ncp", "lstm", "mlp"]
     assert settings.cells == (*(("HalfCheetah-v4", p) for p in (*plain, "ltc-rate1", "ltc-linear", "ltc-256", "ltc-exp")),
                               *(("HalfCheetahNoVel-v4", p) for p in (*plain, "ltc-cellrate")),
-                              *(("HalfCheetahNoVel-v4-irregular", p) for p in ("ltc", "ltc-nodt", "lstm-dtobs", "ltc-dtobs")))
+                              *(("HalfCheetahNoVel-v4-irregular", p) for p in ("ltc", "ltc-nodt", "lstm-dtobs", "ltc-memory",
+                                                                                    "ltc-memory-nodt")))
     assert settings.policies["ltc-cellrate"] == PolicySpec("ltc", ("policy_kwargs.cell_lr_scale=10",))
     assert settings.policies["ltc-rate1"] == PolicySpec("ltc", ("policy_kwargs.cell_lr_scale=1",))
     assert settings.policies["ltc-256"] == PolicySpec("ltc", ("policy_kwargs.units=256",))
@@ -57,7 +58,9 @@ def test_shipped_study_describes_the_halfcheetah_study():
     assert settings.tasks["HalfCheetahNoVel-v4-irregular"] == TaskSpec("HalfCheetahNoVel-v4", {"irregular": [1, 9]})
     assert settings.policies["ltc-nodt"] == PolicySpec("ltc", ("policy_kwargs.use_elapsed_time=false",))
     assert settings.policies["lstm-dtobs"] == PolicySpec("lstm", (), {"dt_in_obs": True})
-    assert settings.policies["ltc-dtobs"] == PolicySpec("ltc", (), {"dt_in_obs": True})
+    memory = settings.sweep_settings("HalfCheetahNoVel-v4-irregular", "ltc-memory-nodt").resolve("ltc", 0)
+    assert memory.hyperparams["policy_kwargs"]["cell_kwargs"]["init_ranges"] == {"cm": [2, 3], "w": [0.0001, 0.1]}
+    assert memory.hyperparams["policy_kwargs"]["use_elapsed_time"] is False
     assert settings.seeds == (0, 1, 2, 3, 4) and settings.total_timesteps == 1_000_000
     assert settings.noise_levels == (0.0, 0.1, 0.2)
     # a cell's run: the variant's base policy, its overrides after the shared ones, the merged env options
