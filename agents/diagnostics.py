@@ -8,7 +8,9 @@ Three numbers explain most of how an LTC policy behaves in control (BENCHMARKS.m
   state carries over from step to step.
 - **memory**: how much of a small perturbation of the state survives one step, ``|h'(h + d) - h'(h)| / |d|``
   for the same input (median over the episode). Near 0: the next state ignores the previous one; near 1: it
-  keeps it. This holds for every cell (LSTM, GRU, CfC as well as LTC).
+  keeps it. This holds for every cell (LSTM, GRU, CfC as well as LTC). Where the steps differ in length
+  (irregular sampling) and the cell takes the elapsed time, also on the shortest and on the longest quarter
+  of the steps: a cell that relaxes for as long as a step lasts keeps less after a long one.
 - **input sensitivity**: the mean ``|d next state / d input|`` over the inputs the cell read below zero and
   above zero, separately. An LTC reads each input through sigmoids whose thresholds start above zero, so
   standardised inputs below zero can be almost invisible to it; the ratio says by how much.
@@ -49,6 +51,9 @@ class CellDiagnostics:
     state_std: float  # spread of the state over the episode, mean over neurons
     episode_return: float  # return of the diagnosed episode
     memoryless_return: float | None = None  # the same episode with the state reset before every step
+    #: ((step length, memory) on the shortest quarter of the steps, the same on the longest quarter), lengths in
+    #: control steps; None where every step has the same length for the cell
+    memory_by_step_length: tuple[tuple[float, float], tuple[float, float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,7 +107,19 @@ def diagnose_cell(agent: LTCAgent, trace: EpisodeTrace, seed: int = 0,
         sensitivity_negative=float(jacobian[below].mean()) if below.any() else float("nan"),
         sensitivity_positive=float(jacobian[~below].mean()) if (~below).any() else float("nan"),
         state_std=float(after.std(dim=0).mean()) if steps > 1 else 0.0, episode_return=trace.episode_return,
-        memoryless_return=None if memoryless is None else memoryless.episode_return)
+        memoryless_return=None if memoryless is None else memoryless.episode_return,
+        memory_by_step_length=_memory_by_step_length(kept, dt))
+
+
+def _memory_by_step_length(kept: torch.Tensor, dt: torch.Tensor | None
+                           ) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """Median step length and median memory of the shortest and of the longest quarter of the steps."""
+    if dt is None or float(dt.max()) <= 1.01 * float(dt.min()):
+        return None
+    dt = dt.flatten().to(kept.dtype)
+    short, long = dt <= dt.quantile(0.25), dt >= dt.quantile(0.75)
+    return ((float(dt[short].median()), float(kept[short].median())),
+            (float(dt[long].median()), float(kept[long].median())))
 
 
 def format_diagnostics(diagnostics: CellDiagnostics, cell_name: str) -> str:
@@ -113,6 +130,10 @@ def format_diagnostics(diagnostics: CellDiagnostics, cell_name: str) -> str:
         lines.append(f"  time constants {low:.3g} / {median:.3g} / {high:.3g} control steps (5th / 50th / 95th "
                      "percentile; below 1: the cell settles within a step)")
     lines.append(f"  memory {diagnostics.memory:.3f} (share of a state perturbation kept after one step)")
+    if diagnostics.memory_by_step_length is not None:
+        (short_dt, short_memory), (long_dt, long_memory) = diagnostics.memory_by_step_length
+        lines.append(f"  memory {short_memory:.3f} after the shortest quarter of the steps ({short_dt:.2g} control "
+                     f"steps long), {long_memory:.3f} after the longest ({long_dt:.2g})")
     ratio = diagnostics.sensitivity_positive / diagnostics.sensitivity_negative \
         if diagnostics.sensitivity_negative > 0 else float("inf")
     lines.append(f"  input sensitivity {diagnostics.sensitivity_negative:.3g} below zero, "

@@ -398,6 +398,19 @@ def test_time_constants_count_steps_of_the_length_the_cell_took(pendulum_run):
     np.testing.assert_allclose(np.array(halved), 2 * np.array(nominal), rtol=1e-5)
 
 
+def test_memory_is_reported_for_short_and_long_steps_where_their_lengths_differ(pendulum_run):
+    agent = LTCAgent.load(pendulum_run)  # trained with 2-4 frames per step
+    with torch.no_grad():  # time constants near one step: what survives a step depends on its length
+        agent.network.cell.cm.fill_(math.log(math.expm1(0.3)) if agent.network.cell.implicit_param_constraints
+                                    else 0.3)
+    trace = record_episode(agent, max_steps=60)
+    (short_dt, short_memory), (long_dt, long_memory) = diagnose_cell(agent, trace).memory_by_step_length
+    assert short_dt < long_dt and short_memory > 1.5 * long_memory > 0
+    assert "after the shortest quarter of the steps" in format_diagnostics(diagnose_cell(agent, trace), "LTCCell")
+    agent.network.time_unit = None  # the cell no longer takes the elapsed time: every step is one step
+    assert diagnose_cell(agent, trace).memory_by_step_length is None
+
+
 def test_memoryless_episode_resets_the_state_before_every_step(pendulum_run):
     agent = LTCAgent.load(pendulum_run)
     with torch.no_grad():  # a slow membrane: the state carries over, so the reset changes what the agent does
