@@ -169,7 +169,7 @@ def stub_long_work(name: str, module: ModuleType, patch: pytest.MonkeyPatch) -> 
     elif name == "pomdp_study":
         patch.setattr(module, "run_pomdp_study", _stub(None))
     elif name == "sweep":
-        patch.setattr(module, "run_sweep", _stub(SimpleNamespace(summary=None, trials=0, finished=0, stopped=0,
+        patch.setattr(module, "run_sweep", _stub(SimpleNamespace(summary={}, trials=0, finished=0, stopped=0,
                                                                  interrupted=0, errors=[], output="sweep")))
     elif name == "bench_cell":
         patch.setattr(module, "run_cases", _stub([]))
