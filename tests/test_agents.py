@@ -404,9 +404,10 @@ def test_memory_is_reported_for_short_and_long_steps_where_their_lengths_differ(
         agent.network.cell.cm.fill_(math.log(math.expm1(0.3)) if agent.network.cell.implicit_param_constraints
                                     else 0.3)
     trace = record_episode(agent, max_steps=60)
-    (short_dt, short_memory), (long_dt, long_memory) = diagnose_cell(agent, trace).memory_by_step_length
+    diagnostics = diagnose_cell(agent, trace)
+    (short_dt, short_memory), (long_dt, long_memory) = diagnostics.memory_by_step_length
     assert short_dt < long_dt and short_memory > 1.5 * long_memory > 0
-    assert "after the shortest quarter of the steps" in format_diagnostics(diagnose_cell(agent, trace), "LTCCell")
+    assert "after the shortest quarter of the steps" in format_diagnostics(diagnostics, "LTCCell")
     agent.network.time_unit = None  # the cell no longer takes the elapsed time: every step is one step
     assert diagnose_cell(agent, trace).memory_by_step_length is None
 

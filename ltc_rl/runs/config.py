@@ -94,6 +94,7 @@ def _is_net_arch(value: Any) -> bool:
 _POSITIVE_INT: _Check = ("an integer >= 1", lambda v: _is_int(v) and v >= 1)
 _COUNT: _Check = ("an integer >= 0 (0 turns it off)", lambda v: _is_int(v) and v >= 0)
 _SCHEDULE: _Check = (SCHEDULE_FORMS, _is_schedule)
+_OPTIONAL_SCHEDULE: _Check = (f"null, {SCHEDULE_FORMS}", lambda v: v is None or _is_schedule(v))
 _NON_NEGATIVE: _Check = ("a number >= 0", lambda v: _is_number(v) and v >= 0)
 _POSITIVE: _Check = ("a number > 0", lambda v: _is_number(v) and v > 0)
 _NUMBER: _Check = ("a finite number", _is_number)
@@ -112,7 +113,7 @@ SCHEMA: dict[str, _Check] = {
     "gamma": _DISCOUNT,
     "gae_lambda": ("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
     "clip_range": _SCHEDULE,
-    "clip_range_vf": (f"null, {SCHEDULE_FORMS}", lambda v: v is None or _is_schedule(v)),
+    "clip_range_vf": _OPTIONAL_SCHEDULE,
     "normalize_advantage": _BOOL,
     "ent_coef": _NON_NEGATIVE,
     "vf_coef": _NON_NEGATIVE,
@@ -131,7 +132,7 @@ SCHEMA: dict[str, _Check] = {
     "policy_kwargs": _MAPPING,
 }
 #: Hyperparameters that take a schedule (:func:`~ltc_rl.rl.schedules.parse_schedule` turns their text into one).
-_SCHEDULE_NAMES = ("learning_rate", "clip_range", "clip_range_vf")
+_SCHEDULE_NAMES = tuple(name for name, check in SCHEMA.items() if check is _SCHEDULE or check is _OPTIONAL_SCHEDULE)
 #: VecNormalize options (``normalize: {...}``), as stable-baselines3 takes them.
 NORMALIZE_SCHEMA: dict[str, _Check] = {
     "norm_obs": _BOOL,
