@@ -131,6 +131,7 @@ def test_search_table_ranks_trials_by_steps_reached_then_return_with_their_value
         ("finished_high", "0.0003", "1000", "30.0", "finished"), ("finished_low", "0.001", "1000", "20.0", "finished"),
         ("stopped_at_500", "0.0001", "500", "50.0", "not to the end")]
     assert rows[1]["best return"] == "20.0" and [row["rank"] for row in rows] == ["1", "2", "3"]
+    assert (tmp_path / "s" / "search_curves.png").stat().st_size > 0
 
 
 def test_search_table_only_for_searches(tmp_path):

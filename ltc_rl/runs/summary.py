@@ -37,7 +37,7 @@ __all__ = ["RunRecord", "GroupSummary", "read_run_record", "find_runs", "confide
            "write_search_table", "SEARCH_FILES"]
 
 SUMMARY_FILES = {"markdown": "summary.md", "csv": "summary.csv", "curves": "learning_curves.png"}
-SEARCH_FILES = {"markdown": "search.md", "csv": "search.csv"}
+SEARCH_FILES = {"markdown": "search.md", "csv": "search.csv", "curves": "search_curves.png"}
 #: config.yaml entries that do not change what is learned (or are the seed, which the summary aggregates over).
 _NOT_CONFIGURATION = ("seed", "device", "versions", "sessions", "vec_env")
 
@@ -346,7 +346,8 @@ def _value_text(value: Any) -> str:
 
 
 def write_search_table(records: Iterable[RunRecord], names: Sequence[str], out_dir: str | Path) -> dict[str, Path]:
-    """Writes ``search.md`` and ``search.csv``: every trial of a search, ranked, with the values it tried.
+    """Writes ``search.md``, ``search.csv`` and ``search_curves.png``: every trial of a search, ranked, with the
+    values it tried and its evaluations.
 
     Raises :class:`MissingFileError` when no trial has an evaluation yet.
     """
@@ -367,4 +368,29 @@ def write_search_table(records: Iterable[RunRecord], names: Sequence[str], out_d
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     out_dir = Path(out_dir)
     return {"markdown": write_text(out_dir / SEARCH_FILES["markdown"], "\n".join(lines) + "\n"),
-            "csv": write_text(out_dir / SEARCH_FILES["csv"], _csv(header, rows))}
+            "csv": write_text(out_dir / SEARCH_FILES["csv"], _csv(header, rows)),
+            "curves": _plot_search_curves(out_dir / SEARCH_FILES["curves"], trials)}
+
+
+def _plot_search_curves(path: Path, ranked: Sequence[RunRecord]) -> Path:
+    """Every trial's evaluations, labelled by its rank in ``search.md``: where the scheduler stopped each one
+    (dashed) and how the finished ones (solid) got there."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(ranked)))
+    for rank, (trial, color) in enumerate(zip(ranked, colors), 1):
+        state = "finished" if trial.finished else f"stopped at {trial.steps_reached // 1000}k"
+        ax.plot(trial.timesteps, trial.returns, color=color, marker="o", markersize=2.5,
+                linestyle="-" if trial.finished else "--", linewidth=2.0 if rank <= 3 else 1.2,
+                label=f"#{rank}: {_number(trial.final_return)} ({state})")
+    envs = ", ".join(sorted({trial.env_id for trial in ranked}))
+    ax.set_title(f"{envs}: every search trial's evaluation return (ranks as in search.md)")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return (deterministic, mean over evaluation episodes)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=7, ncol=2 if len(ranked) > 12 else 1)
+    return save_figure(fig, path)

@@ -13,6 +13,7 @@ The sweep folder::
     runs/<env>_<policy>_seed<seed>[_<config>]/   one run folder per trial (layout of ltc_rl.runs.training)
     tune/<experiment>/         Ray Tune's experiment state
     summary.md, summary.csv, learning_curves.png   across seeds (ltc_rl.runs.summary)
+    search.md, search.csv, search_curves.png       a search's trials, ranked
 
 Resuming: rerunning the same sweep restores Tune's experiment (finished trials are not run again,
 unfinished ones start again), and every trial first looks at its run folder: a finished run only
@@ -410,7 +411,7 @@ def searched_names(folder: str | Path) -> list[str]:
 
 def search_table(roots: Sequence[str | Path], names: Sequence[str], out_dir: str | Path) -> dict[str, Path]:
     """Writes the ranked trials found at or below ``roots`` with their values of ``names`` (``search.md``,
-    ``search.csv``) into ``out_dir``; returns their paths under ``search_*`` keys, none before any evaluation."""
+    ``search.csv``, ``search_curves.png``) into ``out_dir``; returns their paths under ``search_*`` keys, none before any evaluation."""
     try:
         paths = write_search_table(find_runs(*roots), names, out_dir)
     except MissingFileError:
