@@ -46,7 +46,8 @@ def test_shipped_study_describes_the_halfcheetah_study():
     settings = build_settings(load_study(str(STUDY)))
     plain = ["ltc", "ncp", "lstm", "mlp"]
     assert settings.cells == (*(("HalfCheetah-v4", p) for p in (*plain, "ltc-rate1", "ltc-linear", "ltc-256", "ltc-exp")),
-                              *(("HalfCheetahNoVel-v4", p) for p in (*plain, "ltc-cellrate")),
+                              *(("HalfCheetahNoVel-v4", p) for p in (*plain, "ltc-cellrate", "ncp-novel-search",
+                                                                     "ltc-novel-search")),
                               *(("HalfCheetahNoVel-v4-irregular", p) for p in ("ltc", "ltc-nodt", "lstm-dtobs", "ltc-memory",
                                                                                     "ltc-memory-nodt")))
     assert settings.policies["ltc-cellrate"] == PolicySpec("ltc", ("policy_kwargs.cell_lr_scale=10",))

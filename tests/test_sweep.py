@@ -238,6 +238,20 @@ def test_search_space_file_flattens_nested_names(tmp_path):
         load_search_space(path)
 
 
+@pytest.mark.parametrize("space", sorted((REPO_ROOT / "ltc_rl" / "studies").glob("*search.yml")), ids=lambda p: p.stem)
+def test_shipped_search_spaces_resolve_to_valid_trials(space):
+    # every value a shipped search may draw (the bounds of its distributions) passes the configuration checks
+    # of a run (names and values of the algorithm's hyperparameters, schedules) for the policy it searches
+    policy = "ncp" if "ncp" in space.stem else "ltc"
+    env_id = "HalfCheetahNoVel-v4" if "novel" in space.stem else "HalfCheetah-v4"
+    search = load_search_space(space)
+    settings = SweepSettings(env_id, policies=(policy,), search_space=search, search_alg="optuna", samples=8)
+    for name, spec in search.items():
+        for value in spec if isinstance(spec, list) else next(iter(spec.values())):
+            config = settings.resolve(policy, 0, {name: value})
+            assert config.policy == policy and config.env_id == env_id
+
+
 def test_trial_folder_names_are_stable_per_policy_seed_and_configuration():
     assert trial_name("HalfCheetah-v4", "ltc", 3) == "HalfCheetah-v4_ltc_seed3"
     a = trial_name("CartPole-v1", "ltc", 0, {"learning_rate": 1e-3, "policy_kwargs.units": 8})
