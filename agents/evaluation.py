@@ -29,6 +29,7 @@ import envs
 from agents.agent import LTCAgent
 from ltc_rl.devices import check_device
 from ltc_rl.errors import ConfigError, LtcRlError, ModelFileError, SpaceMismatchError
+from ltc_rl.reporting import headless_pyplot
 from ltc_rl.runs.files import save_figure, write_text
 from ltc_rl.runs.layout import BEST_FOLDER, MODEL_FILE
 from ltc_rl.runs.run_folder import RunFolder
@@ -382,10 +383,7 @@ def plot_neuron_activity(agent: LTCAgent, trace: EpisodeTrace, path: str | Path,
     With an LTC wiring, also draws the wiring diagram to ``wiring_path`` (default ``<path stem>_wiring.png``).
     Returns the files written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
 
     path = Path(path)
     states = trace.states

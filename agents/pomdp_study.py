@@ -11,7 +11,6 @@ folder, rewritten after every finished run; finished runs are reused when the st
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +23,8 @@ import numpy as np
 import envs
 from agents.agent import LTCAgent
 from agents.evaluation import EvaluationResult, robustness
-from ltc_rl.runs.files import atomic_write
+from ltc_rl.reporting import headless_pyplot
+from ltc_rl.runs.files import atomic_write, save_figure
 from ltc_rl.runs.layout import MODEL_FILE
 from ltc_rl.errors import ConfigError
 from ltc_rl.runs.config import resolve_config
@@ -134,10 +134,7 @@ def results_table(runs: list[StudyRun]) -> str:
 
 def plot_robustness(runs: list[StudyRun], path: str | Path, title: str = "") -> Path:
     """PNG: mean return (+- std) against the observation-noise level, one line per policy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
 
     levels = [r.obs_noise for r in runs[0].results]
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -150,10 +147,7 @@ def plot_robustness(runs: list[StudyRun], path: str | Path, title: str = "") -> 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+    return save_figure(fig, path)
 
 
 def write_report(out: Path, runs: list[StudyRun], env_id: str, timesteps: int, episodes: int) -> None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ltc_rl.reporting import headless_pyplot
+
 __all__ = ["Wiring", "FullyConnected", "Random", "NCP", "AutoNCP", "wiring_from_dict", "make", "WIRING_CHOICES",
            "from_ncps", "is_ncps_wiring"]
 
@@ -301,10 +303,7 @@ class Wiring:
 
         Green is excitatory, red inhibitory; synapses within a layer (recurrent command synapses) are arcs.
         """
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = headless_pyplot()
 
         total = self.synapse_count + self.sensory_synapse_count
         title = title or f"{self!r}: {self.synapse_count} synapses, {self.sensory_synapse_count} sensory"

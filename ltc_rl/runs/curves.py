@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ltc_rl.errors import LtcRlWarning
+from ltc_rl.reporting import headless_pyplot
 from ltc_rl.runs.files import save_figure
 
 __all__ = ["plot_learning_curve", "training_episodes"]
@@ -35,10 +36,7 @@ def training_episodes(monitor_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def plot_learning_curve(path: str | Path, evaluations: dict[str, np.ndarray] | None,
                         monitor_dir: str | Path | None = None, title: str = "") -> Path:
     """Write a PNG with the mean +/- std evaluation return and the smoothed training return per step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4))
     if monitor_dir is not None:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ltc_rl.errors import ConfigError, DataError, MissingFileError
+from ltc_rl.reporting import headless_pyplot
 from ltc_rl.runs.files import save_figure, write_text
 from ltc_rl.runs.layout import CONFIG_FILE, EVALUATIONS_FILE
 from ltc_rl.runs.run_folder import RunFolderError, read_config_file
@@ -291,10 +292,7 @@ def _csv_text(groups: Sequence[GroupSummary]) -> str:
 
 
 def _plot_curves(path: Path, groups: Sequence[GroupSummary]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
 
     envs = sorted({group.env_id for group in groups})
     fig, axes = plt.subplots(1, len(envs), figsize=(7 * len(envs), 4.5), squeeze=False)
@@ -375,10 +373,7 @@ def write_search_table(records: Iterable[RunRecord], names: Sequence[str], out_d
 def _plot_search_curves(path: Path, ranked: Sequence[RunRecord]) -> Path:
     """Every trial's evaluations, labelled by its rank in ``search.md``: where the scheduler stopped each one
     (dashed) and how the finished ones (solid) got there."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 5))
     colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(ranked)))

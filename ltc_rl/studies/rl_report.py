@@ -37,8 +37,8 @@ import numpy as np
 from scipy import stats
 
 from ltc_rl.errors import ConfigError
-from ltc_rl.reporting import counted
-from ltc_rl.runs.files import atomic_write
+from ltc_rl.reporting import counted, headless_pyplot
+from ltc_rl.runs.files import atomic_write, save_figure
 from ltc_rl.runs.layout import EVALUATIONS_FILE
 from ltc_rl.runs.summary import read_run_record
 from ltc_rl.studies.rl_benchmark import NOISE_FILE, SETTINGS_FILE, BenchmarkSettings, read_settings, run_folder
@@ -185,21 +185,9 @@ def _labelled(policy: str, seeds: int) -> str:
     return f"{policy} ({counted(seeds, 'seed')})"
 
 
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
-
-
 def _plot_task(output: Path, task: str, groups: dict[str, list[RunResult]], levels: Sequence[float], reps: int,
                confidence: float) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
     from rliable import plot_utils
 
     level = f"{100 * confidence:g}%"
@@ -217,7 +205,7 @@ def _plot_task(output: Path, task: str, groups: dict[str, list[RunResult]], leve
            xlabel="environment steps", ylabel="episode return (deterministic evaluation)")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9)
-    written.append(_save(fig, output / f"learning_curves_{_slug(task)}.png"))
+    written.append(save_figure(fig, output / f"learning_curves_{_slug(task)}.png"))
 
     finals = np.concatenate([_finals(runs)[:, 0] for runs in groups.values()])
     taus = np.linspace(finals.min(), finals.max(), 101) if finals.max() > finals.min() else finals[:1] + np.arange(-1, 2)
@@ -234,7 +222,7 @@ def _plot_task(output: Path, task: str, groups: dict[str, list[RunResult]], leve
         labelsize="large", ticklabelsize="medium")
     ax.set_title(f"{task}: performance profile, {level} bootstrap CI ({seeds})")
     ax.legend(loc="best", fontsize=9)
-    written.append(_save(fig, output / f"performance_profile_{_slug(task)}.png"))
+    written.append(save_figure(fig, output / f"performance_profile_{_slug(task)}.png"))
 
     noisy = {policy: runs for policy, runs in groups.items() if any(run.noise for run in runs)}
     if levels and noisy:
@@ -254,7 +242,7 @@ def _plot_task(output: Path, task: str, groups: dict[str, list[RunResult]], leve
                ylabel="episode return (deterministic)")
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=9)
-        written.append(_save(fig, output / f"noise_{_slug(task)}.png"))
+        written.append(save_figure(fig, output / f"noise_{_slug(task)}.png"))
     return written
 
 

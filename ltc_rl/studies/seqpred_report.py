@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ltc_rl.reporting import write_csv
+from ltc_rl.reporting import headless_pyplot, write_csv
 from ltc_rl.seqpred.training import RunResult
 
 __all__ = ["PAPER_EPOCHS", "PAPER_TEST_MSE", "MODEL_LABELS", "aggregate", "markdown_table", "target_check", "write_runs_csv",
@@ -110,10 +110,7 @@ def write_history_csv(results: Sequence[RunResult], path: Path) -> Path:
 def plot_validation_curves(results: Sequence[RunResult], path: Path, title: str | None = None) -> Path:
     """Validation MSE per epoch: mean over seeds (line) and min..max band, log scale, one colour per model;
     the paper's test MSE of each model as a dashed reference line in the same colour."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
     from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, StrMethodFormatter
 
     fig, ax = plt.subplots(figsize=(8, 5))

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from ltc_rl.cells import SOLVERS, RecurrentCell, make_cell
 from ltc_rl.errors import ConfigError, DivergenceError
-from ltc_rl.reporting import write_csv
+from ltc_rl.reporting import headless_pyplot, write_csv
 from ltc_rl.wirings import FullyConnected
 
 __all__ = ["EXPRESSIVITY_MODELS", "TrajectoryConfig", "circle_inputs", "build_network", "randomize_",
@@ -227,10 +227,7 @@ def sweep_table(rows: Sequence[dict[str, Any]], key: str = "length_pca") -> str:
 def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, base: TrajectoryConfig = TrajectoryConfig(),
                key: str = "length_pca") -> Path:
     """One panel per swept axis (mean +- std length, log scale) plus the base networks' projected trajectories."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
 
     axes_names = list(dict.fromkeys(r["axis"] for r in rows))
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
